@@ -1,0 +1,9 @@
+"""More CLI groups, one per area; each area's module adds its own here."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    return None

@@ -1,0 +1,98 @@
+"""The engine, the session and the column types shared by every model.
+
+Services open their own short transaction with `db.transaction()`; request handlers that only read
+use the request-scoped `db.session`, which is removed at the end of each request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store naive UTC, hand back aware UTC: SQLite keeps no offset, PostgreSQL would convert."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the pages read while the worker writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Database:
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.sessionmaker: sessionmaker[Session] = sessionmaker(expire_on_commit=False)
+        self.session = scoped_session(sessionmaker())
+
+    def configure(self, url: str) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+        self.engine = make_engine(url)
+        self.sessionmaker.configure(bind=self.engine)
+        self.session.remove()
+        self.session.configure(bind=self.engine)
+
+    @property
+    def dialect(self) -> str:
+        assert self.engine is not None, "database not configured"
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back on any exception."""
+        with self.sessionmaker.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.session.remove()
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def utcnow() -> datetime:
+    """Only for column defaults of bookkeeping fields; domain code takes `now` as an argument."""
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""The local Twilio emulator: REST API, TwiML executor, simulated parties and clocks."""
