@@ -1,0 +1,63 @@
+"""The port to Twilio's REST API: the official `twilio` client, pointed where the settings say.
+
+`TWILIO_API_BASE` moves every `client.api` call (Calls, Queues, Messages, Recordings, Conferences)
+to the built-in emulator or a Twilio-compatible provider; twilio.md §5 "Pointing twilio-python
+elsewhere". In virtual time the emulator installs an in-process `http_client` in
+`app.extensions["twilio_http_client"]`, so the same code path is used with no sockets.
+
+Only the worker calls these, after its transaction has committed: never a webhook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from twilio.rest import Client
+
+from ..config import TWILIO_API_BASE_DEFAULT
+
+
+def twilio_client(config: Any = None, http_client: Any = None) -> Client:
+    cfg = config if config is not None else current_app.config
+    if http_client is None and config is None:
+        http_client = current_app.extensions.get("twilio_http_client")
+    client = Client(cfg["TWILIO_ACCOUNT_SID"], cfg["TWILIO_AUTH_TOKEN"], http_client=http_client)
+    base = cfg["TWILIO_API_BASE"]
+    if base and base != TWILIO_API_BASE_DEFAULT:
+        client.api.base_url = base
+    return client
+
+
+@dataclass
+class TwilioRest:
+    """The few REST operations Kö uses, so services depend on this port and not on the SDK."""
+
+    client: Client
+
+    @classmethod
+    def from_app(cls) -> TwilioRest:
+        return cls(twilio_client())
+
+    def redirect_call(self, call_sid: str, url: str) -> str:
+        """Move a live call to new TwiML (e.g. from its <Enqueue> to a <Dial>); returns its status."""
+        return str(self.client.calls(call_sid).update(url=url, method="POST").status)
+
+    def hang_up(self, call_sid: str) -> None:
+        self.client.calls(call_sid).update(status="completed")
+
+    def create_call(
+        self, to: str, from_: str, url: str, status_callback: str | None = None, timeout: int = 30
+    ) -> str:
+        kwargs: dict[str, Any] = {"to": to, "from_": from_, "url": url, "method": "POST", "timeout": timeout}
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+            kwargs["status_callback_event"] = ["initiated", "ringing", "answered", "completed"]
+        return str(self.client.calls.create(**kwargs).sid)
+
+    def send_sms(self, to: str, from_: str, body: str, status_callback: str | None = None) -> str:
+        kwargs: dict[str, Any] = {"to": to, "from_": from_, "body": body}
+        if status_callback:
+            kwargs["status_callback"] = status_callback
+        return str(self.client.messages.create(**kwargs).sid)
