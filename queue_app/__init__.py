@@ -38,13 +38,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(lambda _exc: extensions.db.session.remove())
     extensions.login_manager.init_app(app)
     extensions.csrf.init_app(app)
-    from .i18n import select_locale
+    from .i18n import ensure_compiled, select_locale
 
     extensions.babel.init_app(
         app,
         locale_selector=select_locale,
         default_translation_directories=str(PROJECT_ROOT / "queue_app" / "translations"),
     )
+    ensure_compiled()
 
     from .cli import register_cli
     from .web import register_blueprints

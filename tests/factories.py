@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
+from werkzeug.test import TestResponse
 
 from queue_app.extensions import db
 from queue_app.models import (
@@ -117,3 +121,29 @@ def make_personas() -> Personas:
             bob=Persona(bob.id, bob.email, org_a.id, queue_a.id, number_a.number),
             charlie=Persona(charlie.id, charlie.email, org_b.id, queue_b.id, number_b.number),
         )
+
+
+# Logging in through the real form, with CSRF enabled as in production.
+
+_CSRF_INPUT = re.compile(r'<input\b[^>]*\bname="csrf_token"[^>]*>')
+_VALUE = re.compile(r'\bvalue="([^"]+)"')
+
+
+def csrf_token_from(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    tag = _CSRF_INPUT.search(html)
+    value = _VALUE.search(tag.group(0)) if tag else None
+    assert value, "no csrf_token on the page"
+    return value.group(1)
+
+
+def login(
+    client: FlaskClient, email: str, password: str = PASSWORD, *, remember: bool = False, next: str = ""
+) -> TestResponse:
+    """GET /login, take its CSRF token, POST the form; returns the POST's response (no redirects)."""
+    url = f"/login?next={quote(next)}" if next else "/login"
+    token = csrf_token_from(client.get(url).get_data(as_text=True))
+    form = {"csrf_token": token, "email": email, "password": password}
+    if remember:
+        form["remember"] = "y"
+    return client.post(url, data=form)
