@@ -38,11 +38,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(lambda _exc: extensions.db.session.remove())
     extensions.login_manager.init_app(app)
     extensions.csrf.init_app(app)
-    from .i18n import ensure_compiled, select_locale
+    from .i18n import ensure_compiled, select_locale, select_timezone
 
     extensions.babel.init_app(
         app,
         locale_selector=select_locale,
+        timezone_selector=select_timezone,
         default_translation_directories=str(PROJECT_ROOT / "queue_app" / "translations"),
     )
     ensure_compiled()

@@ -28,6 +28,15 @@ def select_locale() -> str:
     return request.accept_languages.best_match(SUPPORTED_LOCALES) or current_app.config["DEFAULT_LOCALE"]
 
 
+def select_timezone() -> str:
+    """Dates and times on pages are shown in the organisation's time zone."""
+    if has_request_context():
+        timezone = getattr(current_user, "timezone", None)
+        if timezone:
+            return str(timezone)
+    return str(current_app.config["DEFAULT_TIMEZONE"])
+
+
 def ensure_compiled(directory: Path = TRANSLATIONS_DIR) -> None:
     """Compile each catalogue whose .mo is missing or older than its .po.
 
