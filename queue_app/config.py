@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import timedelta
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
