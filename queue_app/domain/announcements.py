@@ -1,0 +1,207 @@
+"""What a waiting caller hears next.
+
+Twilio fetches the Enqueue waitUrl again each time the document it got ends. Each fetch plans the
+next piece from the caller's own state (what they have heard, and when) and the queue's switches:
+the first queue message once, their position and expected wait every `announce_interval_seconds`,
+the periodic message every `periodic_interval_seconds`, and music in between so that one document
+lasts about 20-30 seconds. The caller at the head keeps hearing this while operators are rung.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from .estimates import without_unexplained_growth
+
+MUSIC_AFTER_SPEECH_SECONDS = 20
+SHORTEST_MUSIC_SECONDS = 20
+LONGEST_MUSIC_SECONDS = 30
+
+
+class Part(StrEnum):
+    FIRST_QUEUE_MESSAGE = "first_queue_message"
+    PERIODIC_MESSAGE = "periodic_message"
+    RETURNED_TO_QUEUE = "returned_to_queue"
+    POSITION = "position"
+    EXPECTED_WAIT = "expected_wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    part: Part
+    # The position for POSITION, the estimate in seconds for EXPECTED_WAIT.
+    value: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnouncementSettings:
+    first_message: bool = True
+    periodic_message: bool = True
+    periodic_interval_seconds: int = 60
+    announce_position: bool = True
+    announce_expected_wait: bool = True
+    announce_interval_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """The caller's place at this instant, from our own queue order."""
+
+    position: int
+    estimate_seconds: float | None
+    serving_operators: int
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _parse(raw: Any) -> datetime | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+def _int(raw: Any) -> int | None:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnouncementState:
+    """What the caller has heard; stored as JSON on the call (`Call.announcement_state`)."""
+
+    first_message_at: datetime | None = None
+    status_at: datetime | None = None
+    periodic_at: datetime | None = None
+    position: int | None = None
+    estimate_seconds: int | None = None
+    serving_operators: int | None = None
+    returned_to_queue: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> AnnouncementState:
+        data = dict(data or {})
+        known = {
+            "first_message_at",
+            "status_at",
+            "periodic_at",
+            "position",
+            "estimate_seconds",
+            "serving_operators",
+            "returned_to_queue",
+        }
+        return cls(
+            first_message_at=_parse(data.get("first_message_at")),
+            status_at=_parse(data.get("status_at")),
+            periodic_at=_parse(data.get("periodic_at")),
+            position=_int(data.get("position")),
+            estimate_seconds=_int(data.get("estimate_seconds")),
+            serving_operators=_int(data.get("serving_operators")),
+            returned_to_queue=bool(data.get("returned_to_queue", False)),
+            # Keys other features keep here (e.g. caller options) survive a round trip.
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.extra)
+        data.update(
+            first_message_at=_iso(self.first_message_at),
+            status_at=_iso(self.status_at),
+            periodic_at=_iso(self.periodic_at),
+            position=self.position,
+            estimate_seconds=self.estimate_seconds,
+            serving_operators=self.serving_operators,
+            returned_to_queue=self.returned_to_queue,
+        )
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class WaitPlan:
+    announcements: tuple[Announcement, ...]
+    music_seconds: int
+    state: AnnouncementState
+
+    @property
+    def changed_state(self) -> bool:
+        return bool(self.announcements)
+
+
+def returned_to_queue(state: AnnouncementState) -> AnnouncementState:
+    """After a missed offer: tell the caller they kept their place, and give their position at once."""
+    return replace(state, returned_to_queue=True, status_at=None)
+
+
+def plan_wait(
+    state: AnnouncementState,
+    settings: AnnouncementSettings,
+    situation: Situation,
+    entered_queue_at: datetime,
+    now: datetime,
+) -> WaitPlan:
+    said: list[Announcement] = []
+    new = state
+
+    if state.returned_to_queue:
+        said.append(Announcement(Part.RETURNED_TO_QUEUE))
+        new = replace(new, returned_to_queue=False)
+
+    if settings.first_message and state.first_message_at is None:
+        said.append(Announcement(Part.FIRST_QUEUE_MESSAGE))
+        new = replace(new, first_message_at=now)
+
+    periodic_due_at = (state.periodic_at or entered_queue_at) + timedelta(
+        seconds=settings.periodic_interval_seconds
+    )
+    # The first queue message already says what the periodic one says; don't stack them.
+    if settings.periodic_message and now >= periodic_due_at and not said:
+        said.append(Announcement(Part.PERIODIC_MESSAGE))
+        new = replace(new, periodic_at=now)
+        periodic_due_at = now + timedelta(seconds=settings.periodic_interval_seconds)
+
+    status_due_at = (
+        state.status_at + timedelta(seconds=settings.announce_interval_seconds) if state.status_at else now
+    )
+    if now >= status_due_at:
+        status: list[Announcement] = []
+        if settings.announce_position:
+            status.append(Announcement(Part.POSITION, situation.position))
+        estimate = None
+        if settings.announce_expected_wait:
+            estimate = without_unexplained_growth(
+                situation.estimate_seconds,
+                state.estimate_seconds,
+                situation.position,
+                state.position,
+                situation.serving_operators,
+                state.serving_operators,
+            )
+            if estimate is not None:
+                status.append(Announcement(Part.EXPECTED_WAIT, round(estimate)))
+        if status:
+            said.extend(status)
+            new = replace(
+                new,
+                status_at=now,
+                position=situation.position,
+                estimate_seconds=round(estimate) if estimate is not None else None,
+                serving_operators=situation.serving_operators,
+            )
+            status_due_at = now + timedelta(seconds=settings.announce_interval_seconds)
+
+    if said:
+        music = MUSIC_AFTER_SPEECH_SECONDS
+    else:
+        due = [status_due_at]
+        if settings.periodic_message:
+            due.append(periodic_due_at)
+        until_next = (min(due) - now).total_seconds()
+        music = int(min(LONGEST_MUSIC_SECONDS, max(SHORTEST_MUSIC_SECONDS, until_next)))
+    return WaitPlan(tuple(said), music, new)

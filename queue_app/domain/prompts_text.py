@@ -1,0 +1,184 @@
+"""The default phrases a caller hears, in Swedish and English, when no prompt has been recorded.
+
+Numbers are written out as words ("nummer två", "ungefär tre minuter"): text-to-speech then has
+nothing to guess (Swedish "en minut" but "nummer ett"; digits read together as one number), and
+what is said is exactly what the tests read.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .estimates import SpokenWait, WaitKind
+
+
+class Phrase(StrEnum):
+    WELCOME = "welcome"
+    FIRST_QUEUE_MESSAGE = "first_queue_message"
+    PERIODIC_MESSAGE = "periodic_message"
+    POSITION = "position"
+    EXPECTED_WAIT = "expected_wait"
+    RETURNED_TO_QUEUE = "returned_to_queue"
+    UNKNOWN_NUMBER = "unknown_number"
+    TECHNICAL_ERROR = "technical_error"
+    QUEUE_FULL = "queue_full"
+    GOODBYE = "goodbye"
+
+
+LANGUAGES = ("sv", "en")
+
+_SV_ONES = (
+    *("noll", "ett", "två", "tre", "fyra", "fem", "sex", "sju", "åtta", "nio", "tio"),
+    *("elva", "tolv", "tretton", "fjorton", "femton", "sexton", "sjutton", "arton", "nitton"),
+)
+_SV_TENS = {
+    2: "tjugo",
+    3: "trettio",
+    4: "fyrtio",
+    5: "femtio",
+    6: "sextio",
+    7: "sjuttio",
+    8: "åttio",
+    9: "nittio",
+}
+_EN_ONES = (
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),
+    *("eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"),
+)
+_EN_TENS = {
+    2: "twenty",
+    3: "thirty",
+    4: "forty",
+    5: "fifty",
+    6: "sixty",
+    7: "seventy",
+    8: "eighty",
+    9: "ninety",
+}
+
+
+def swedish_number(n: int, common_gender: bool = False) -> str:
+    """0..999 as one Swedish word ("tjugotre", "hundrafem"); larger numbers stay digits.
+
+    `common_gender` gives "en" for a trailing one ("en minut", "tjugoen minuter"); counting and
+    neuter nouns take "ett" ("nummer ett").
+    """
+    if n < 0 or n > 999:
+        return str(n)
+    hundreds, rest = divmod(n, 100)
+    words = ""
+    if hundreds:
+        words = ("" if hundreds == 1 else _SV_ONES[hundreds]) + "hundra"
+        if rest == 0:
+            return words
+    if rest < 20:
+        word = _SV_ONES[rest]
+    else:
+        tens, ones = divmod(rest, 10)
+        word = _SV_TENS[tens] + (_SV_ONES[ones] if ones else "")
+    if common_gender and word.endswith("ett") and rest % 10 == 1 and rest != 11:
+        word = word[: -len("ett")] + "en"
+    return words + word
+
+
+def english_number(n: int) -> str:
+    """0..999 in British English words ("twenty-three", "one hundred and five")."""
+    if n < 0 or n > 999:
+        return str(n)
+    hundreds, rest = divmod(n, 100)
+    parts = []
+    if hundreds:
+        parts.append(f"{_EN_ONES[hundreds]} hundred")
+    if rest or not hundreds:
+        if rest < 20:
+            word = _EN_ONES[rest]
+        else:
+            tens, ones = divmod(rest, 10)
+            word = _EN_TENS[tens] + (f"-{_EN_ONES[ones]}" if ones else "")
+        parts.append(word)
+    return " and ".join(parts)
+
+
+def _sv_wait(wait: SpokenWait) -> str:
+    if wait.kind is WaitKind.LESS_THAN_A_MINUTE:
+        return "Beräknad väntetid är mindre än en minut."
+    if wait.kind is WaitKind.MORE_THAN_AN_HOUR:
+        return "Beräknad väntetid är mer än en timme."
+    unit = "minut" if wait.minutes == 1 else "minuter"
+    return f"Beräknad väntetid är ungefär {swedish_number(wait.minutes, common_gender=True)} {unit}."
+
+
+def _en_wait(wait: SpokenWait) -> str:
+    if wait.kind is WaitKind.LESS_THAN_A_MINUTE:
+        return "The estimated waiting time is less than a minute."
+    if wait.kind is WaitKind.MORE_THAN_AN_HOUR:
+        return "The estimated waiting time is more than an hour."
+    unit = "minute" if wait.minutes == 1 else "minutes"
+    return f"The estimated waiting time is about {english_number(wait.minutes)} {unit}."
+
+
+_FIXED = {
+    "sv": {
+        Phrase.FIRST_QUEUE_MESSAGE: (
+            "Just nu är alla våra telefonister upptagna. "
+            "Var vänlig dröj kvar, så kopplas du fram så snart någon blir ledig."
+        ),
+        Phrase.PERIODIC_MESSAGE: "Tack för att du väntar. Du kopplas fram så snart en telefonist blir ledig.",
+        Phrase.RETURNED_TO_QUEUE: "Du har kvar din plats i kön.",
+        Phrase.UNKNOWN_NUMBER: "Tyvärr kan det här numret inte ta emot samtal just nu. Hej då.",
+        Phrase.TECHNICAL_ERROR: "Tyvärr uppstod ett tekniskt fel. Försök gärna igen om en stund. Hej då.",
+        Phrase.QUEUE_FULL: "Just nu ringer väldigt många. Försök gärna igen om en stund. Hej då.",
+        Phrase.GOODBYE: "Tack för att du ringde. Hej då.",
+    },
+    "en": {
+        Phrase.FIRST_QUEUE_MESSAGE: (
+            "All our operators are busy at the moment. "
+            "Please stay on the line, and you will be connected as soon as someone is free."
+        ),
+        Phrase.PERIODIC_MESSAGE: (
+            "Thank you for holding. You will be connected as soon as an operator is free."
+        ),
+        Phrase.RETURNED_TO_QUEUE: "You keep your place in the queue.",
+        Phrase.UNKNOWN_NUMBER: "Sorry, this number cannot take calls at the moment. Goodbye.",
+        Phrase.TECHNICAL_ERROR: (
+            "We are sorry, a technical error occurred. Please try again shortly. Goodbye."
+        ),
+        Phrase.QUEUE_FULL: (
+            "We are receiving a very large number of calls. Please try again shortly. Goodbye."
+        ),
+        Phrase.GOODBYE: "Thank you for calling. Goodbye.",
+    },
+}
+
+
+def language_or_default(language: str | None) -> str:
+    return language if language in LANGUAGES else "sv"
+
+
+def welcome(language: str, organisation_name: str) -> str:
+    if language_or_default(language) == "en":
+        return f"Welcome to {organisation_name}."
+    return f"Välkommen till {organisation_name}."
+
+
+def position(language: str, n: int) -> str:
+    """ "Du är nummer två i kön." The caller at the head hears that they are first."""
+    if language_or_default(language) == "en":
+        return (
+            "You are first in the queue." if n == 1 else f"You are number {english_number(n)} in the queue."
+        )
+    return "Du är först i kön." if n == 1 else f"Du är nummer {swedish_number(n)} i kön."
+
+
+def expected_wait(language: str, wait: SpokenWait) -> str:
+    return _en_wait(wait) if language_or_default(language) == "en" else _sv_wait(wait)
+
+
+def fixed(language: str, phrase: Phrase) -> str:
+    """A phrase with no variable part (first queue message, apology, goodbye …)."""
+    return _FIXED[language_or_default(language)][phrase]
+
+
+def bilingual(phrase: Phrase) -> tuple[tuple[str, str], ...]:
+    """(language, text) in Swedish, then English: for callers whose language we do not know."""
+    return tuple((lang, _FIXED[lang][phrase]) for lang in LANGUAGES)

@@ -1,0 +1,111 @@
+"""TwiML builders: pure functions from plain values to a TwiML string.
+
+Only `twilio.twiml.voice_response.VoiceResponse` writes XML here, so every piece of user text
+(a queue or company name, a prompt an admin typed) is escaped by the library, never by us.
+Relative audio URLs ("/twilio/audio/hold.wav") are made absolute with the public base URL, because
+Twilio resolves relative URLs against the document and the waitUrl may be fetched via redirects.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from twilio.twiml.voice_response import VoiceResponse
+
+# Twilio language codes and the voices that fit them (twilio.md §3).
+LANGUAGE_CODES = {"sv": "sv-SE", "en": "en-GB"}
+DEFAULT_VOICES = {"sv-SE": "Polly.Astrid", "en-GB": "Polly.Amy", "en-US": "Polly.Joanna"}
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """One thing the caller hears: a recorded prompt (`audio_url`) or text read by `voice`."""
+
+    text: str | None = None
+    audio_url: str | None = None
+    language: str = "sv-SE"
+    voice: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Music:
+    url: str
+    # None: the length is unknown, so the track is played once.
+    track_seconds: float | None = None
+
+
+def twilio_language(language: str | None) -> str:
+    """Our language ("sv"/"en") as a Twilio language code; a code passes through unchanged."""
+    if language and "-" in language:
+        return language
+    return LANGUAGE_CODES.get(language or "sv", "sv-SE")
+
+
+def voice_for(language: str, configured: str | None = None) -> str:
+    return configured or DEFAULT_VOICES.get(twilio_language(language), "Polly.Astrid")
+
+
+def spoken(text: str, language: str, voice: str | None = None) -> Utterance:
+    code = twilio_language(language)
+    return Utterance(text=text, language=code, voice=voice_for(code, voice))
+
+
+def absolute(base_url: str, url: str) -> str:
+    return url if "://" in url else base_url.rstrip("/") + "/" + url.lstrip("/")
+
+
+def _add(response: VoiceResponse, utterances: Sequence[Utterance], base_url: str) -> None:
+    for u in utterances:
+        if u.audio_url:
+            response.play(absolute(base_url, u.audio_url))
+        elif u.text:
+            response.say(u.text, voice=u.voice or voice_for(u.language), language=u.language)
+
+
+def queue_name(queue_id: int) -> str:
+    """The Twilio queue (Enqueue name) of one of our queues; ≤ 64 characters."""
+    return f"koe-{queue_id}"
+
+
+def enqueue(base_url: str, queue_id: int, before: Sequence[Utterance] = ()) -> str:
+    """The welcome (or nothing), then the caller joins the Twilio queue with our waitUrl and action."""
+    response = VoiceResponse()
+    _add(response, before, base_url)
+    base = base_url.rstrip("/")
+    response.enqueue(
+        queue_name(queue_id),
+        wait_url=f"{base}/twilio/wait",
+        wait_url_method="POST",
+        action=f"{base}/twilio/queue-result",
+        method="POST",
+    )
+    return str(response)
+
+
+def wait(base_url: str, utterances: Sequence[Utterance], music: Music | None, music_seconds: int) -> str:
+    """One waitUrl document: what is said now, then music (or silence) until the next fetch."""
+    response = VoiceResponse()
+    _add(response, utterances, base_url)
+    if music_seconds > 0:
+        if music is None:
+            response.pause(length=music_seconds)
+        else:
+            loops = 1
+            if music.track_seconds:
+                loops = max(1, math.floor(music_seconds / music.track_seconds + 0.5))
+            response.play(absolute(base_url, music.url), loop=loops)
+    return str(response)
+
+
+def say_and_hang_up(base_url: str, utterances: Sequence[Utterance]) -> str:
+    response = VoiceResponse()
+    _add(response, utterances, base_url)
+    response.hangup()
+    return str(response)
+
+
+def empty() -> str:
+    """Nothing to do: the call was moved on on purpose, or has gone."""
+    return str(VoiceResponse())

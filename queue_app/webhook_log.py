@@ -1,0 +1,49 @@
+"""One structured log line per Twilio webhook, on the logger "koe.webhooks".
+
+    webhook route=/twilio/voice call_sid=CA… outcome=enqueued status=200 ms=3.4
+
+The same fields ride on the record as `record.webhook` (a dict) for JSON log handlers. A view names
+its outcome with `outcome("enqueued")`; the line is written when the response is ready, so 403s from
+the signature check and answers of the error handler are logged too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Response, g, request
+
+log = logging.getLogger("koe.webhooks")
+
+
+def begin() -> None:
+    g.webhook_started = time.perf_counter()
+    g.webhook_outcome = None
+
+
+def outcome(name: str) -> None:
+    """Name how this webhook ended ("enqueued", "unknown_number", "duplicate" …)."""
+    g.webhook_outcome = name
+
+
+def finish(response: Response) -> Response:
+    started = g.pop("webhook_started", None)
+    if started is None:
+        return response
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    name = g.pop("webhook_outcome", None) or ("forbidden" if response.status_code == 403 else "answered")
+    fields: dict[str, Any] = {
+        "route": request.path,
+        "call_sid": request.values.get("CallSid") or "-",
+        "outcome": name,
+        "status": response.status_code,
+        "ms": round(elapsed_ms, 1),
+    }
+    log.info(
+        "webhook %s",
+        " ".join(f"{key}={value}" for key, value in fields.items()),
+        extra={"webhook": fields},
+    )
+    return response
