@@ -6,4 +6,6 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    return None
+    from . import cli_config
+
+    cli_config.register(app)
