@@ -1,0 +1,322 @@
+"""The hot path: Twilio's waitUrl fetches for N waiting callers, against a bare Flask endpoint.
+
+    .venv/bin/python bench/waiturl.py                 # 1,000 and 10,000 callers, PostgreSQL
+    .venv/bin/python bench/waiturl.py --callers 1000 --duration 20 --json
+
+What it does, all on this machine:
+1. creates a fresh PostgreSQL database (`koe_bench`), migrates it, and seeds one organisation, one
+   queue, a few logged-in operators and N callers waiting in it;
+2. starts the app under gunicorn as the Procfile does (2 sync workers, logging on) and, beside it,
+   `bench/bare_app.py`, a Flask endpoint answering a fixed TwiML document;
+3. for each N: sends signed waitUrl requests open-loop at the rate Twilio would make them (each
+   caller fetches again when its ~25 s document ends, so N/25 a second), then at the 500/s target;
+4. measures each endpoint's ceiling with the same open-loop generator at rising rates (the highest
+   rate served with no errors and p99 under 50 ms).
+Prints a table (and JSON with --json): requests/s, p50/p99 latency and errors per phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import psycopg
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from loadgen import Request, run_open_loop  # noqa: E402
+
+from queue_app.config import EMULATOR_ACCOUNT_SID, EMULATOR_AUTH_TOKEN  # noqa: E402
+
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_NAME = "koe_bench"
+TWILIO_DOCUMENT_SECONDS = 25.0  # each waitUrl answer lasts about this long (announcements + music)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def database_url() -> str:
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return f"{base}/{DB_NAME}"
+
+
+def fresh_database() -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    env = os.environ | {"DATABASE_URL": database_url(), "LOG_LEVEL": "WARNING"}
+    subprocess.run(
+        [str(ROOT / ".venv/bin/flask"), "--app", "app", "db", "upgrade"], cwd=ROOT, env=env, check=True
+    )
+
+
+def seed(callers: int, operators: int) -> list[str]:
+    """One queue with `callers` waiting and `operators` logged in and busy; returns the CallSids."""
+    now = datetime.now(UTC)
+    sids = [f"CA{i:032x}" for i in range(callers)]
+    with psycopg.connect(database_url(), autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM calls")
+        cur.execute("SELECT id FROM organisations WHERE slug = 'bench'")
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(
+                "INSERT INTO organisations (name, slug, timezone, locale, holiday_country, created_at)"
+                " VALUES ('Bench AB', 'bench', 'Europe/Stockholm', 'sv', 'SE', %s) RETURNING id",
+                (now.replace(tzinfo=None),),
+            )
+            row = cur.fetchone()
+        org_id = row[0]
+        cur.execute("SELECT id FROM queues WHERE organisation_id = %s", (org_id,))
+        queue = cur.fetchone()
+        if queue is None:
+            queue = _insert_queue(cur, org_id, now)
+            _insert_operators(cur, org_id, queue[0], operators, now)
+        queue_id = queue[0]
+        naive = now.replace(tzinfo=None)
+        with cur.copy(
+            "COPY calls (organisation_id, queue_id, call_sid, from_number, to_number, state, priority,"
+            " arrived_at, entered_queue_at, required_skills, announcement_state, last_status_sequence,"
+            " version) FROM STDIN"
+        ) as copy:
+            for i, sid in enumerate(sids):
+                entered = naive - timedelta(seconds=callers - i)
+                copy.write_row(
+                    (
+                        org_id,
+                        queue_id,
+                        sid,
+                        f"+4670{i:07d}",
+                        "+46855512345",
+                        "waiting",
+                        0,
+                        entered,
+                        entered,
+                        "{}",
+                        "{}",
+                        -1,
+                        0,
+                    )
+                )
+        conn.commit()
+        cur.execute("ANALYZE")
+    return sids
+
+
+def _insert_queue(cur: Any, org_id: int, now: datetime) -> Any:
+    columns = {
+        "organisation_id": org_id,
+        "name": "Växeln",
+        "slug": "vaxeln",
+        "language": "sv",
+        "strategy": "fair",
+        "parallel_count": 1,
+        "ring_timeout_seconds": 20,
+        "wrap_up_seconds": 30,
+        "max_missed_offers": 3,
+        "priority": 0,
+        "welcome_enabled": True,
+        "first_message_enabled": True,
+        "periodic_message_enabled": True,
+        "periodic_interval_seconds": 60,
+        "announce_position": True,
+        "announce_expected_wait": True,
+        "announce_interval_seconds": 60,
+        "closed_action": "hangup",
+        "closing_while_waiting": "serve",
+        "overflow_action": "busy",
+        "overflow_active": False,
+        "no_operator_action": "queue",
+        "callback_enabled": False,
+        "voicemail_enabled": False,
+        "caller_options_after_seconds": 120,
+        "created_at": now.replace(tzinfo=None),
+    }
+    names = ", ".join(columns)
+    marks = ", ".join(["%s"] * len(columns))
+    cur.execute(f"INSERT INTO queues ({names}) VALUES ({marks}) RETURNING id", list(columns.values()))
+    queue = cur.fetchone()
+    cur.execute(
+        "INSERT INTO phone_numbers (organisation_id, number, queue_id) VALUES (%s, '+46855512345', %s)",
+        (org_id, queue[0]),
+    )
+    return queue
+
+
+def _insert_operators(cur: Any, org_id: int, queue_id: int, count: int, now: datetime) -> None:
+    naive = now.replace(tzinfo=None)
+    for i in range(count):
+        cur.execute(
+            "INSERT INTO users (organisation_id, email, name, role, plan, client_identity, is_active,"
+            " created_at) VALUES (%s, %s, %s, 'operator', 'pro', %s, true, %s) RETURNING id",
+            (org_id, f"op{i}@bench.test", f"Operator {i}", f"op_{i}", naive),
+        )
+        user_id = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO operator_statuses (user_id, organisation_id, state, state_since, missed_no_answer,"
+            " missed_declined, missed_unreachable, version) VALUES (%s, %s, 'on_call', %s, 0, 0, 0, 0)",
+            (user_id, org_id, naive),
+        )
+        cur.execute(
+            "INSERT INTO queue_logins (user_id, queue_id, logged_in_at) VALUES (%s, %s, %s)",
+            (user_id, queue_id, naive),
+        )
+
+
+def signed_requests(sids: list[str], port: int) -> list[Request]:
+    validator = RequestValidator(EMULATOR_AUTH_TOKEN)
+    url = f"http://127.0.0.1:{port}/twilio/wait"
+    requests = []
+    for i, sid in enumerate(sids):
+        params = {
+            "AccountSid": EMULATOR_ACCOUNT_SID,
+            "ApiVersion": "2010-04-01",
+            "CallSid": sid,
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+            "From": f"+4670{i:07d}",
+            "To": "+46855512345",
+            "Caller": f"+4670{i:07d}",
+            "Called": "+46855512345",
+            "QueuePosition": str(i + 1),
+            "QueueSid": "QU" + "0" * 32,
+            "QueueTime": "30",
+            "AvgQueueTime": "60",
+            "CurrentQueueSize": str(len(sids)),
+            "MaxQueueSize": "5000",
+        }
+        signature = validator.compute_signature(url, params)
+        requests.append(
+            Request("/twilio/wait", urlencode(params).encode(), (("X-Twilio-Signature", signature),))
+        )
+    return requests
+
+
+@contextmanager
+def gunicorn(app: str, port: int, env: dict[str, str], log_path: Path) -> Any:
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            app,
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--backlog",
+            "2048",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def phase(name: str, port: int, requests: list[Request], rate: float, duration: float) -> dict[str, Any]:
+    result = asyncio.run(run_open_loop("127.0.0.1", port, requests, rate, duration))
+    row = {"phase": name, "target_rps": rate} | result.summary()
+    print(
+        f"{name:<34} target {rate:>6.0f}/s  got {row['rps']:>7.1f}/s  p50 {row['p50_ms']:>7.2f} ms"
+        f"  p99 {row['p99_ms']:>7.2f} ms  errors {row['errors']}",
+        flush=True,
+    )
+    return row
+
+
+def ceiling(name: str, port: int, requests: list[Request], duration: float, start: float) -> dict[str, Any]:
+    """The highest open-loop rate served with no errors and p99 under 50 ms (rates rise by 25%)."""
+    best: dict[str, Any] = {"phase": f"{name} ceiling", "rps": 0.0}
+    rate = start
+    while rate < 20000:
+        row = phase(f"{name} at {rate:.0f}/s", port, requests, rate, duration)
+        if row["errors"] or row["p99_ms"] >= 50 or row["rps"] < 0.95 * rate:
+            break
+        best = row | {"phase": f"{name} ceiling"}
+        rate *= 1.25
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--callers", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--operators", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--target", type=float, default=500.0, help="the waitUrl rate to hold")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    fresh_database()
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    app_port, bare_port = free_port(), free_port()
+    env = os.environ | {
+        "DATABASE_URL": database_url(),
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{app_port}",
+        "RUN_WORKER_IN_PROCESS": "false",
+        "LOG_LEVEL": "INFO",
+    }
+    rows: list[dict[str, Any]] = []
+    with gunicorn("bench.bare_app:app", bare_port, os.environ | {}, out / "bare.log"):
+        bare = [Request("/twiml", b"CallSid=CA1", ())]
+        rows.append(ceiling("bare Flask", bare_port, bare, args.duration / 2, 400))
+    for n in args.callers:
+        sids = seed(n, args.operators)
+        with gunicorn("app:app", app_port, env, out / f"app-{n}.log"):
+            requests = signed_requests(sids, app_port)
+            phase(f"warm-up {n}", app_port, requests, 100, 3)
+            rows.append(
+                phase(
+                    f"{n} callers at Twilio's rate",
+                    app_port,
+                    requests,
+                    n / TWILIO_DOCUMENT_SECONDS,
+                    args.duration,
+                )
+            )
+            rows.append(
+                phase(f"{n} callers at {args.target:.0f}/s", app_port, requests, args.target, args.duration)
+            )
+            rows.append(ceiling(f"waitUrl, {n} callers", app_port, requests, args.duration / 2, 400))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
