@@ -237,7 +237,7 @@ class Schedule(Base):
     # None: the organisation's time zone.
     timezone: Mapped[str | None] = mapped_column(String(64))
     # Which `holidays` categories close the queue, e.g. ["public", "de_facto"].
-    holiday_categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    holiday_categories: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["public", "de_facto"])
 
     rules: Mapped[list[ScheduleRule]] = relationship(
         back_populates="schedule", cascade="all, delete-orphan", order_by="ScheduleRule.position"
