@@ -9,3 +9,7 @@ def register(app: Flask) -> None:
     from . import cli_config
 
     cli_config.register(app)
+    from . import cli_worker
+
+    cli_worker.register(app)
+    return None

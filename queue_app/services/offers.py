@@ -1,0 +1,389 @@
+"""What happens to an offer: the TwiML it needs, an answered leg, a missed one, the Dial's end.
+
+Webhooks (web/offers.py) call these; each is one transaction and idempotent: a retried or late
+callback finds the offer no longer ringing and changes nothing twice.
+
+Devices: an operator with a `client_identity` rings in the browser (`<Client>`); one without, but
+with a `phone_number`, rings that phone (`<Number>` with a whisper: "press 1 to take the call", so
+a voicemail that picks up does not count as an answer).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..domain.states import Call as CallState
+from ..domain.states import can_move
+from ..extensions import db
+from ..models import Call, CallEvent, Offer, OfferState, Queue, QueueLogin, User
+from . import operators
+
+log = logging.getLogger("koe.offers")
+
+# The offer's deadline is the ring timeout plus Twilio's buffer (about 5 s, twilio.md §3) plus slack
+# for the Dial action to reach us; after that the sweep reclaims it.
+OFFER_GRACE_SECONDS = 15
+
+# Twilio's DialCallStatus -> what it means for the offers still ringing.
+DIAL_OUTCOMES = {
+    "no-answer": OfferState.NO_ANSWER,
+    "busy": OfferState.DECLINED,
+    "failed": OfferState.UNREACHABLE,
+    "canceled": OfferState.CANCELED,
+}
+LEG_OUTCOMES = DIAL_OUTCOMES
+CALLER_GONE_STATUSES = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
+
+
+class DialOutcome(StrEnum):
+    HANGUP = "hangup"  # the call was answered and is over
+    REQUEUE = "requeue"  # back to <Enqueue>, keeping the caller's place
+    NOTHING = "nothing"  # the caller has gone; the answer is not used
+
+
+@dataclass(frozen=True, slots=True)
+class OfferTarget:
+    user_id: int
+    kind: str  # "client" | "number"
+    address: str  # client identity or E.164 number
+
+
+@dataclass(frozen=True, slots=True)
+class OfferPlan:
+    group_key: str
+    ringing: bool
+    ring_timeout: int = 20
+    queue_name: str = ""
+    language: str = "sv"
+    voice: str | None = None
+    targets: tuple[OfferTarget, ...] = ()
+
+
+def device_of(user: User) -> OfferTarget | None:
+    if user.client_identity:
+        return OfferTarget(user.id, "client", user.client_identity)
+    if user.phone_number:
+        return OfferTarget(user.id, "number", user.phone_number)
+    return None
+
+
+def call_event(
+    session: Session, call: Call, kind: str, now: datetime, user_id: int | None = None, **data: Any
+) -> None:
+    session.add(
+        CallEvent(
+            organisation_id=call.organisation_id,
+            call_id=call.id,
+            at=now,
+            kind=kind,
+            user_id=user_id,
+            data=data,
+        )
+    )
+
+
+def move_call(session: Session, call: Call, target: CallState, now: datetime, kind: str, **data: Any) -> bool:
+    """Apply a legal call transition and log it; an illegal (late, duplicate) one is ignored."""
+    if not can_move(call.state, target.value):
+        log.info("call %s: ignored move %s -> %s (%s)", call.call_sid, call.state, target, kind)
+        return False
+    previous = call.state
+    call.state = target.value
+    call.version = (call.version or 0) + 1
+    call_event(session, call, kind, now, **({"from": previous, "to": target.value} | data))
+    return True
+
+
+def _group(session: Session, group_key: str) -> list[Offer]:
+    return list(
+        session.scalars(
+            select(Offer).where(Offer.group_key == group_key).order_by(Offer.id).with_for_update()
+        ).all()
+    )
+
+
+def _lock_call(session: Session, call_id: int) -> Call | None:
+    return session.get(Call, call_id, with_for_update=True, populate_existing=True)
+
+
+def create_offer_group(
+    session: Session, call: Call, user_ids: Iterable[int], ring_timeout: int, now: datetime
+) -> str:
+    """Offer rows for operators already claimed (moved to ringing) by the caller of this function."""
+    group_key = str(uuid.uuid4())
+    deadline = now + timedelta(seconds=ring_timeout + OFFER_GRACE_SECONDS)
+    users = list(user_ids)
+    for user_id in users:
+        session.add(
+            Offer(
+                organisation_id=call.organisation_id,
+                call_id=call.id,
+                user_id=user_id,
+                queue_id=call.queue_id,
+                group_key=group_key,
+                state=OfferState.RINGING.value,
+                created_at=now,
+                deadline_at=deadline,
+            )
+        )
+    if call.queue_id is not None:
+        session.execute(
+            update(QueueLogin)
+            .where(QueueLogin.queue_id == call.queue_id, QueueLogin.user_id.in_(users))
+            .values(last_offered_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return group_key
+
+
+# --- TwiML plans ---------------------------------------------------------------------------------
+
+
+def offer_plan(group_key: str) -> OfferPlan:
+    """What the caller leg should dial for this offer group, or `ringing=False` if it is over."""
+    with db.transaction() as session:
+        offers = session.scalars(select(Offer).where(Offer.group_key == group_key).order_by(Offer.id)).all()
+        ringing = [o for o in offers if o.state == OfferState.RINGING.value]
+        if not ringing:
+            return OfferPlan(group_key, ringing=False)
+        call = session.get(Call, ringing[0].call_id)
+        if call is None or call.state != CallState.OFFERED.value:
+            return OfferPlan(group_key, ringing=False)
+        queue = session.get(Queue, call.queue_id) if call.queue_id else None
+        targets = []
+        for offer in ringing:
+            user = session.get(User, offer.user_id)
+            target = device_of(user) if user else None
+            if target:
+                targets.append(target)
+        return OfferPlan(
+            group_key,
+            ringing=bool(targets),
+            ring_timeout=queue.ring_timeout_seconds if queue else 20,
+            queue_name=queue.name if queue else "",
+            language=queue.language if queue else "sv",
+            voice=queue.voice if queue else None,
+            targets=tuple(targets),
+        )
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+def _find_offer(session: Session, offers: list[Offer], user_id: int | None, to: str | None) -> Offer | None:
+    if user_id is not None:
+        return next((o for o in offers if o.user_id == user_id), None)
+    if not to:
+        return None
+    for offer in offers:
+        user = session.get(User, offer.user_id)
+        target = device_of(user) if user else None
+        if target and (
+            (target.kind == "client" and to == f"client:{target.address}")
+            or (target.kind == "number" and to.replace(" ", "") == target.address.replace(" ", ""))
+        ):
+            return offer
+    return None
+
+
+def _accept(session: Session, offers: list[Offer], offer: Offer, now: datetime) -> bool:
+    if offer.state == OfferState.ACCEPTED.value:
+        return True
+    if offer.state != OfferState.RINGING.value:
+        log.info(
+            "offer %s for user %s answered after it ended (%s)", offer.group_key, offer.user_id, offer.state
+        )
+        return False
+    if any(o.state == OfferState.ACCEPTED.value for o in offers):
+        return False
+    call = _lock_call(session, offer.call_id)
+    if call is None or not move_call(
+        session, call, CallState.CONNECTED, now, "answered", user_id=offer.user_id
+    ):
+        return False
+    call.answered_at = now
+    call.answered_by_id = offer.user_id
+    offer.state = OfferState.ACCEPTED.value
+    offer.ended_at = now
+    operators.record_answer(session, offer.user_id, call, now)
+    for other in offers:
+        if other.state == OfferState.RINGING.value:
+            other.state = OfferState.CANCELED.value
+            other.ended_at = now
+            session.flush()
+            operators.release_after_offer(session, other.user_id, now)
+    return True
+
+
+def _end_offer(
+    session: Session, offer: Offer, outcome: OfferState, now: datetime, count_miss: bool = True
+) -> None:
+    offer.state = outcome.value
+    offer.ended_at = now
+    session.flush()
+    logged_out = False
+    if count_miss and outcome in (OfferState.NO_ANSWER, OfferState.DECLINED, OfferState.UNREACHABLE):
+        queue = session.get(Queue, offer.queue_id) if offer.queue_id else None
+        logged_out = operators.record_missed_offer(session, offer.user_id, queue, outcome.value, now)
+    if not logged_out:
+        operators.release_after_offer(session, offer.user_id, now)
+
+
+def _call_has_live_offer(session: Session, call_id: int, except_group: str | None) -> bool:
+    query = select(Offer.id).where(
+        Offer.call_id == call_id, Offer.state.in_((OfferState.RINGING.value, OfferState.ACCEPTED.value))
+    )
+    if except_group:
+        query = query.where(Offer.group_key != except_group)
+    return session.scalar(query.limit(1)) is not None
+
+
+def close_group(
+    session: Session,
+    offers: list[Offer],
+    outcome: OfferState,
+    now: datetime,
+    kind: str,
+    count_miss: bool = True,
+) -> Call | None:
+    """End every still-ringing offer of a group and return the caller to the queue (their place kept)."""
+    if not offers:
+        return None
+    for offer in offers:
+        if offer.state == OfferState.RINGING.value:
+            _end_offer(session, offer, outcome, now, count_miss=count_miss)
+    call = _lock_call(session, offers[0].call_id)
+    if (
+        call is not None
+        and call.state == CallState.OFFERED.value
+        and not _call_has_live_offer(session, call.id, except_group=None)
+    ):
+        move_call(
+            session, call, CallState.WAITING, now, kind, group_key=offers[0].group_key, outcome=outcome.value
+        )
+    return call
+
+
+def record_leg_status(
+    group_key: str, leg_status: str, now: datetime, user_id: int | None = None, to: str | None = None
+) -> None:
+    """A child leg's status callback: who answered, who declined. Idempotent."""
+    with db.transaction() as session:
+        offers = _group(session, group_key)
+        offer = _find_offer(session, offers, user_id, to)
+        if offer is None:
+            log.info("leg callback for unknown offer group=%s user=%s to=%s", group_key, user_id, to)
+            return
+        user = session.get(User, offer.user_id)
+        target = device_of(user) if user else None
+        if leg_status == "in-progress":
+            # A phone's answer may be its voicemail: it counts only after the whisper's "1".
+            if target is not None and target.kind == "client":
+                _accept(session, offers, offer, now)
+            return
+        outcome = LEG_OUTCOMES.get(leg_status)
+        if outcome is not None and offer.state == OfferState.RINGING.value:
+            # One operator declined or could not be reached while others may still ring.
+            _end_offer(session, offer, outcome, now)
+
+
+def confirm_whisper(group_key: str, user_id: int | None, to: str | None, digits: str, now: datetime) -> bool:
+    """A phone operator pressed a key during the whisper; "1" takes the call. True: bridge."""
+    with db.transaction() as session:
+        offers = _group(session, group_key)
+        offer = _find_offer(session, offers, user_id, to)
+        if offer is None or digits.strip() != "1":
+            return False
+        return _accept(session, offers, offer, now)
+
+
+def finish_dial(
+    group_key: str, dial_status: str, call_status: str, bridged: bool, now: datetime
+) -> DialOutcome:
+    """The caller leg's Dial has ended. Idempotent: a retried action changes nothing twice."""
+    with db.transaction() as session:
+        offers = _group(session, group_key)
+        if not offers:
+            log.info("dial action for unknown offer group %s", group_key)
+            return DialOutcome.REQUEUE
+        accepted = next((o for o in offers if o.state == OfferState.ACCEPTED.value), None)
+        if dial_status == "completed" and (accepted is not None or bridged):
+            return _finish_answered(session, offers, accepted, now)
+        caller_gone = call_status in CALLER_GONE_STATUSES
+        if caller_gone:
+            # The caller hung up while it rang: nobody missed anything. The call's own status
+            # callback (web/voice.py) records the abandonment.
+            for offer in offers:
+                if offer.state == OfferState.RINGING.value:
+                    _end_offer(session, offer, OfferState.CANCELED, now, count_miss=False)
+            call = _lock_call(session, offers[0].call_id)
+            if call is not None:
+                call_event(session, call, "caller_hung_up_while_offered", now, group_key=group_key)
+            return DialOutcome.NOTHING
+        # completed without an accepted offer and without a bridge: a phone answered by voicemail
+        # or hung up during the whisper. That is a no-answer.
+        outcome = DIAL_OUTCOMES.get(dial_status, OfferState.NO_ANSWER)
+        call = close_group(session, offers, outcome, now, "offer_missed")
+        if call is not None and call.state in (CallState.COMPLETED.value, CallState.CONNECTED.value):
+            return DialOutcome.HANGUP
+        return DialOutcome.REQUEUE
+
+
+def _finish_answered(
+    session: Session, offers: list[Offer], accepted: Offer | None, now: datetime
+) -> DialOutcome:
+    call = _lock_call(session, offers[0].call_id)
+    for offer in offers:
+        if offer.state == OfferState.RINGING.value:
+            _end_offer(session, offer, OfferState.CANCELED, now, count_miss=False)
+    if call is None:
+        return DialOutcome.HANGUP
+    if call.state == CallState.OFFERED.value:
+        # Bridged, but the leg callback naming the operator was lost.
+        move_call(session, call, CallState.CONNECTED, now, "answered", user_id=None)
+        call.answered_at = call.answered_at or now
+    if move_call(session, call, CallState.COMPLETED, now, "completed", reason="answered"):
+        call.ended_at = now
+        call.outcome_reason = call.outcome_reason or "answered"
+    operators.on_call_ended(session, call, now)
+    return DialOutcome.HANGUP
+
+
+def cancel_group(group_key: str, now: datetime, reason: str, caller_gone: bool = False) -> None:
+    """The redirect to the offer failed: free the operators; the caller waits again (or is gone)."""
+    with db.transaction() as session:
+        offers = _group(session, group_key)
+        call = close_group(session, offers, OfferState.CANCELED, now, "offer_canceled", count_miss=False)
+        if call is not None:
+            call_event(session, call, "offer_redirect_failed", now, group_key=group_key, reason=reason)
+            if caller_gone and move_call(session, call, CallState.ABANDONED, now, "abandoned", reason=reason):
+                call.ended_at = call.ended_at or now
+                call.outcome_reason = call.outcome_reason or "ended_before_offer"
+
+
+def reclaim_expired(session: Session, now: datetime) -> int:
+    """Offers still ringing past their deadline: a lost callback. Caller back to waiting.
+
+    Not counted as a miss: the operator may never have rung (the redirect may not have happened),
+    and an automatic log-out must not follow from our own lost callback.
+    """
+    keys = session.scalars(
+        select(Offer.group_key)
+        .where(Offer.state == OfferState.RINGING.value, Offer.deadline_at < now)
+        .distinct()
+        .order_by(Offer.group_key)
+    ).all()
+    for key in keys:
+        close_group(
+            session, _group(session, key), OfferState.NO_ANSWER, now, "offer_reclaimed", count_miss=False
+        )
+    return len(keys)

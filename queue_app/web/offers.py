@@ -1,0 +1,274 @@
+"""Twilio webhooks of an offer (the caller leg dialling operators) and of a blind transfer.
+
+Every route is POST, signed by Twilio, and answers TwiML with absolute URLs from PUBLIC_BASE_URL.
+They only record facts (through services/offers.py and services/transfers.py) and wake the worker;
+they never call Twilio's REST API.
+
+URL contract (group_key: an offer group, one per call and dispatch; operator: a user id):
+    /twilio/offer/<group_key>                          caller leg: <Dial> the ringing operators
+    /twilio/offer/<group_key>/leg?operator=<id>        child leg status callback
+    /twilio/offer/<group_key>/whisper?operator=<id>    phone operator's leg: "press 1"
+    /twilio/offer/<group_key>/whisper-result?operator=<id>
+    /twilio/offer/<group_key>/result                   the Dial's action
+    /twilio/transfer/<transfer_id>                     caller leg: <Dial> the colleague
+    /twilio/transfer/<transfer_id>/result              that Dial's action
+    /twilio/transfer/<transfer_id>/wait                camp-on waitUrl
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, request
+from twilio.twiml.voice_response import VoiceResponse
+from werkzeug.exceptions import HTTPException
+
+from .. import get_clock
+from ..extensions import csrf
+from ..services import dispatch, offers, transfers
+from ..services.offers import DialOutcome, OfferPlan
+from ..services.transfers import TransferOutcome, TransferResult
+from ..telephony.signatures import twilio_signed
+
+log = logging.getLogger("koe.webhooks.offers")
+
+bp = Blueprint("offers", __name__)
+csrf.exempt(bp)
+
+LANGUAGES = {"sv": "sv-SE", "en": "en-GB"}
+VOICES = {"sv-SE": "Polly.Astrid", "en-GB": "Polly.Amy"}
+WHISPER = {
+    "sv": "Samtal från kön {queue}. Tryck 1 för att ta samtalet.",
+    "en": "Call from the queue {queue}. Press 1 to take the call.",
+}
+CAMP_ON = {
+    "sv": "Det är upptaget just nu. Vänta kvar, så kopplar vi dig så snart linjen är ledig.",
+    "en": "The line is busy. Please hold, and we will connect you as soon as it is free.",
+}
+CAMP_ON_WAIT = {
+    "sv": "Vänta kvar, linjen är fortfarande upptagen.",
+    "en": "Please hold, the line is still busy.",
+}
+RING_STATUS_EVENTS = "ringing answered completed"
+
+
+def _base() -> str:
+    return str(current_app.config["PUBLIC_BASE_URL"]).rstrip("/")
+
+
+def _xml(response: VoiceResponse) -> Response:
+    return Response(str(response), mimetype="application/xml")
+
+
+def _say(parent: VoiceResponse | object, text: str, language: str, voice: str | None = None) -> None:
+    code = LANGUAGES.get(language, "sv-SE")
+    parent.say(text, language=code, voice=voice or VOICES[code])  # type: ignore[attr-defined]
+
+
+def _back_to_queue() -> Response:
+    response = VoiceResponse()
+    response.redirect(f"{_base()}/twilio/enqueue", method="POST")
+    return _xml(response)
+
+
+def _hang_up() -> Response:
+    response = VoiceResponse()
+    response.hangup()
+    return _xml(response)
+
+
+def _operator_param() -> int | None:
+    raw = request.args.get("operator", "")
+    return int(raw) if raw.isdigit() else None
+
+
+@bp.errorhandler(Exception)
+def _webhook_failed(exc: Exception) -> Response | HTTPException:
+    """A caller must never hear Twilio's error message: back to the queue (their place is kept)."""
+    if isinstance(exc, HTTPException):
+        return exc
+    log.exception(
+        "offer webhook failed route=%s call_sid=%s", request.path, request.values.get("CallSid", "-")
+    )
+    if request.path.endswith(("/leg", "/whisper-result", "/wait")):
+        return _xml(VoiceResponse())
+    if request.path.endswith("/whisper"):
+        return _hang_up()
+    return _back_to_queue()
+
+
+# --- offers --------------------------------------------------------------------------------------
+
+
+def offer_dial(plan: OfferPlan, base: str) -> VoiceResponse:
+    """`<Dial>` every ringing operator of the group: browsers by `<Client>`, phones by `<Number>`."""
+    response = VoiceResponse()
+    prefix = f"{base}/twilio/offer/{plan.group_key}"
+    dial = response.dial(
+        timeout=plan.ring_timeout, action=f"{prefix}/result", method="POST", answer_on_bridge=True
+    )
+    for target in plan.targets:
+        leg = f"{prefix}/leg?operator={target.user_id}"
+        if target.kind == "client":
+            dial.client(
+                target.address,
+                status_callback=leg,
+                status_callback_event=RING_STATUS_EVENTS,
+                status_callback_method="POST",
+            )
+        else:
+            dial.number(
+                target.address,
+                url=f"{prefix}/whisper?operator={target.user_id}",
+                method="POST",
+                status_callback=leg,
+                status_callback_event=RING_STATUS_EVENTS,
+                status_callback_method="POST",
+            )
+    return response
+
+
+@bp.post("/twilio/offer/<group_key>")
+@twilio_signed
+def offer(group_key: str) -> Response:
+    plan = offers.offer_plan(group_key)
+    if not plan.ringing:
+        return _back_to_queue()
+    return _xml(offer_dial(plan, _base()))
+
+
+@bp.post("/twilio/offer/<group_key>/leg")
+@twilio_signed
+def offer_leg(group_key: str) -> Response:
+    offers.record_leg_status(
+        group_key,
+        request.form.get("CallStatus", ""),
+        get_clock().now(),
+        user_id=_operator_param(),
+        to=request.form.get("To"),
+    )
+    dispatch.wake()
+    return _xml(VoiceResponse())
+
+
+@bp.post("/twilio/offer/<group_key>/whisper")
+@twilio_signed
+def offer_whisper(group_key: str) -> Response:
+    """Runs on a phone operator's leg after it answers: a voicemail never presses 1."""
+    plan = offers.offer_plan(group_key)
+    if not plan.ringing:
+        return _hang_up()
+    response = VoiceResponse()
+    operator = _operator_param()
+    query = f"?operator={operator}" if operator is not None else ""
+    gather = response.gather(
+        num_digits=1,
+        timeout=6,
+        action=f"{_base()}/twilio/offer/{group_key}/whisper-result{query}",
+        method="POST",
+    )
+    _say(
+        gather,
+        WHISPER.get(plan.language, WHISPER["sv"]).format(queue=plan.queue_name),
+        plan.language,
+        plan.voice,
+    )
+    response.hangup()
+    return _xml(response)
+
+
+@bp.post("/twilio/offer/<group_key>/whisper-result")
+@twilio_signed
+def offer_whisper_result(group_key: str) -> Response:
+    taken = offers.confirm_whisper(
+        group_key,
+        _operator_param(),
+        request.form.get("To"),
+        request.form.get("Digits", ""),
+        get_clock().now(),
+    )
+    # An empty document ends the whisper and bridges the operator to the caller.
+    return _xml(VoiceResponse()) if taken else _hang_up()
+
+
+@bp.post("/twilio/offer/<group_key>/result")
+@twilio_signed
+def offer_result(group_key: str) -> Response:
+    outcome = offers.finish_dial(
+        group_key,
+        dial_status=request.form.get("DialCallStatus", ""),
+        call_status=request.form.get("CallStatus", ""),
+        bridged=request.form.get("DialBridged", "").lower() == "true",
+        now=get_clock().now(),
+    )
+    dispatch.wake()
+    if outcome is DialOutcome.REQUEUE:
+        return _back_to_queue()
+    if outcome is DialOutcome.HANGUP:
+        return _hang_up()
+    return _xml(VoiceResponse())
+
+
+# --- blind transfer ------------------------------------------------------------------------------
+
+
+@bp.post("/twilio/transfer/<int:transfer_id>")
+@twilio_signed
+def transfer(transfer_id: int) -> Response:
+    plan = transfers.transfer_dial(transfer_id)
+    if not plan.active:
+        return _back_to_queue()
+    response = VoiceResponse()
+    dial = response.dial(
+        timeout=plan.timeout,
+        action=f"{_base()}/twilio/transfer/{transfer_id}/result",
+        method="POST",
+        caller_id=plan.caller_id,
+    )
+    dial.number(plan.to_number)
+    return _xml(response)
+
+
+@bp.post("/twilio/transfer/<int:transfer_id>/result")
+@twilio_signed
+def transfer_result(transfer_id: int) -> Response:
+    result = transfers.finish_transfer_dial(
+        transfer_id,
+        dial_status=request.form.get("DialCallStatus", ""),
+        call_status=request.form.get("CallStatus", ""),
+        now=get_clock().now(),
+        camp_on_seconds=int(current_app.config.get("CAMP_ON_SECONDS", 120)),
+        camp_on_retry_seconds=int(current_app.config.get("CAMP_ON_RETRY_SECONDS", 30)),
+    )
+    dispatch.wake()
+    return _transfer_twiml(result)
+
+
+def _transfer_twiml(result: TransferResult) -> Response:
+    if result.outcome is TransferOutcome.HANGUP:
+        return _hang_up()
+    if result.outcome is TransferOutcome.REDIRECT and result.path:
+        response = VoiceResponse()
+        response.redirect(_base() + result.path, method="POST")
+        return _xml(response)
+    if result.outcome is TransferOutcome.CAMP_ON and result.transfer_id is not None:
+        response = VoiceResponse()
+        _say(response, CAMP_ON.get(result.language, CAMP_ON["sv"]), result.language)
+        response.enqueue(
+            f"koe-campon-{result.transfer_id}",
+            wait_url=f"{_base()}/twilio/transfer/{result.transfer_id}/wait",
+            wait_url_method="POST",
+        )
+        return _xml(response)
+    return _xml(VoiceResponse())
+
+
+@bp.post("/twilio/transfer/<int:transfer_id>/wait")
+@twilio_signed
+def transfer_wait(transfer_id: int) -> Response:
+    """Camp-on waitUrl: a short reminder, then silence until Twilio asks again or the worker retries."""
+    response = VoiceResponse()
+    language = transfers.transfer_language(transfer_id)
+    _say(response, CAMP_ON_WAIT.get(language, CAMP_ON_WAIT["sv"]), language)
+    response.pause(length=20)
+    return _xml(response)

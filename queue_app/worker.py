@@ -1,0 +1,189 @@
+"""The background process: sweeps, the dispatcher, and the REST redirects that follow a commit.
+
+`run_pending(now)` does one round: reclaim offers past their deadline, end due wrap-ups, claim due
+transfer attempts, dispatch, and only after those transactions have committed move the callers with
+Twilio's REST API. It returns the next stored deadline it knows of, so a virtual-time emulator can
+call it again exactly then. Every timer is derived from a stored deadline (offer `deadline_at`,
+`wrap_up_until`, transfer `next_attempt_at`), so nothing is lost when a worker dies: the next one's
+sweep repairs it.
+
+`run_forever` calls it in a loop, waking early when told (`dispatch.wake()`: an in-process event,
+and PostgreSQL's NOTIFY koe_wake for web processes elsewhere). SIGTERM finishes the current round,
+then exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, current_app
+from twilio.base.exceptions import TwilioRestException
+
+from . import get_clock
+from .extensions import db
+from .services import dispatch, operators, transfers
+from .services import offers as offer_service
+from .services.dispatch import PendingRedirect
+from .telephony.rest import TwilioRest
+
+log = logging.getLogger("koe.worker")
+
+DEFAULT_INTERVAL_SECONDS = 2.0
+# Twilio: 20404 the call does not exist, 21220 "Call is not in-progress. Cannot redirect."
+CALLER_GONE_CODES = frozenset({20404, 21220})
+
+
+def run_pending(now: datetime) -> datetime | None:
+    """One round of the worker's work at `now` (inside an app context); the next deadline or None."""
+    dispatch.reclaim_expired_offers(now)
+    operators.end_due_wrap_ups(now)
+    redirects = transfers.claim_due(now) + dispatch.dispatch_once(now)
+    failed = perform_redirects(redirects, now)
+    if failed:
+        # A failed redirect freed operators; another round may use them at once.
+        return now
+    return next_deadline()
+
+
+def perform_redirects(redirects: list[PendingRedirect], now: datetime, rest: TwilioRest | None = None) -> int:
+    """Move each caller leg to its new TwiML; a failure cancels what the redirect was for."""
+    if not redirects:
+        return 0
+    rest = rest or TwilioRest.from_app()
+    base = current_app.config["PUBLIC_BASE_URL"]
+    failed = 0
+    for redirect in redirects:
+        try:
+            rest.redirect_call(redirect.call_sid, redirect.url(base))
+        except Exception as exc:  # one bad call must not stop the others
+            failed += 1
+            gone = isinstance(exc, TwilioRestException) and exc.code in CALLER_GONE_CODES
+            reason = f"{type(exc).__name__}: {getattr(exc, 'code', '') or exc}"[:200]
+            log.warning("redirect of %s to %s failed: %s", redirect.call_sid, redirect.path, reason)
+            _undo(redirect, now, reason, gone)
+    return failed
+
+
+def _undo(redirect: PendingRedirect, now: datetime, reason: str, gone: bool) -> None:
+    try:
+        if redirect.group_key:
+            offer_service.cancel_group(redirect.group_key, now, reason, caller_gone=gone)
+        elif redirect.transfer_id is not None:
+            transfers.redirect_failed(redirect.transfer_id, now, reason)
+    except Exception:
+        # The offer's deadline will reclaim it; do not let one row start a crash loop.
+        log.exception("could not undo the failed redirect of %s", redirect.call_sid)
+
+
+def next_deadline() -> datetime | None:
+    with db.transaction() as session:
+        candidates = [
+            dispatch.next_offer_deadline(session),
+            operators.next_wrap_up_end(session),
+            transfers.next_attempt(session),
+        ]
+    present = [c for c in candidates if c is not None]
+    return min(present) if present else None
+
+
+class _Listener:
+    """LISTEN koe_wake on its own connection and turn each NOTIFY into the in-process wake event."""
+
+    def __init__(self, url: str, stop: threading.Event) -> None:
+        self.url = url
+        self.stop = stop
+        self.thread = threading.Thread(target=self._run, name="koe-listen", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {dispatch.WAKE_CHANNEL}")
+                    while not self.stop.is_set():
+                        for _notice in conn.notifies(timeout=1.0):
+                            dispatch.wake_event.set()
+            except Exception:
+                log.warning("LISTEN connection lost; retrying", exc_info=True)
+                self.stop.wait(2.0)
+
+
+def _listen_url() -> str | None:
+    if db.engine is None or db.dialect != "postgresql":
+        return None
+    return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def run_forever(
+    app: Flask,
+    *,
+    interval: float = DEFAULT_INTERVAL_SECONDS,
+    stop: threading.Event | None = None,
+    install_signals: bool = True,
+    max_rounds: int | None = None,
+) -> None:
+    """The worker loop. Wakes at the next deadline, on `dispatch.wake()`, or after `interval` s."""
+    stop = stop or threading.Event()
+    if install_signals and threading.current_thread() is threading.main_thread():
+
+        def _finish(_signum: int, _frame: Any) -> None:
+            log.info("worker: signal received, finishing the current round")
+            stop.set()
+            dispatch.wake_event.set()
+
+        signal.signal(signal.SIGTERM, _finish)
+        signal.signal(signal.SIGINT, _finish)
+    with app.app_context():
+        url = _listen_url()
+    if url:
+        _Listener(url, stop).start()
+    log.info("worker started (interval %.1fs)", interval)
+    try:
+        _loop(app, interval, stop, max_rounds)
+    finally:
+        stop.set()  # ends the LISTEN thread too
+    log.info("worker stopped")
+
+
+def _loop(app: Flask, interval: float, stop: threading.Event, max_rounds: int | None) -> None:
+    rounds = 0
+    while not stop.is_set():
+        dispatch.wake_event.clear()
+        with app.app_context():
+            now = get_clock().now()
+            try:
+                upcoming = run_pending(now)
+            except Exception:
+                log.exception("worker round failed; next round after the interval")
+                upcoming = None
+        rounds += 1
+        if max_rounds is not None and rounds >= max_rounds:
+            break
+        timeout = interval
+        if upcoming is not None:
+            timeout = min(interval, max(0.05, (upcoming - now).total_seconds()))
+        dispatch.wake_event.wait(timeout)
+
+
+def start_in_thread(
+    app: Flask, interval: float = DEFAULT_INTERVAL_SECONDS
+) -> tuple[threading.Thread, threading.Event]:
+    """The worker in a background thread of the development server (`flask serve`)."""
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_forever,
+        args=(app,),
+        kwargs={"interval": interval, "stop": stop, "install_signals": False},
+        name="koe-worker",
+        daemon=True,
+    )
+    thread.start()
+    return thread, stop

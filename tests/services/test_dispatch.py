@@ -1,0 +1,439 @@
+"""The dispatcher on real SQL: strategies, claims, reclaim, failed redirects, and racing dispatchers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from twilio.base.exceptions import TwilioRestException
+
+from queue_app import worker
+from queue_app.clock import ManualClock
+from queue_app.domain import routing
+from queue_app.extensions import db
+from queue_app.models import Call, Offer, OperatorStatus, Organisation, Queue, QueueLogin, User
+from queue_app.services import dispatch, operators
+
+from ..conftest import TEST_DATABASE_URL
+from ..factories import make_membership, make_org, make_queue, make_user
+
+_sids = itertools.count(1)
+
+
+def make_call(
+    session: Session, queue: Queue, now: datetime, *, waited: int = 60, priority: int = 0, **fields: Any
+) -> Call:
+    values: dict[str, Any] = {
+        "organisation_id": queue.organisation_id,
+        "queue_id": queue.id,
+        "call_sid": f"CA{next(_sids):032x}",
+        "from_number": "+46701234567",
+        "to_number": "+46855500001",
+        "state": "waiting",
+        "priority": priority,
+        "arrived_at": now - timedelta(seconds=waited + 5),
+        "entered_queue_at": now - timedelta(seconds=waited),
+    }
+    call = Call(**(values | fields))
+    session.add(call)
+    session.flush()
+    return call
+
+
+def make_operator(session: Session, org: Organisation, *queues: Queue, **overrides: Any) -> User:
+    user = make_user(session, org, **overrides)
+    for queue in queues:
+        make_membership(session, queue, user)
+    return user
+
+
+def log_in_all(users: list[int], queue_ids: list[int], now: datetime) -> None:
+    for user_id in users:
+        operators.log_in(user_id, queue_ids, now)
+
+
+def call_state(call_id: int) -> str:
+    with db.transaction() as session:
+        call = session.get(Call, call_id)
+        assert call is not None
+        return call.state
+
+
+def operator_state(user_id: int) -> str:
+    with db.transaction() as session:
+        status = session.get(OperatorStatus, user_id)
+        assert status is not None
+        return status.state
+
+
+def ringing_offers() -> list[Offer]:
+    with db.transaction() as session:
+        return list(session.scalars(select(Offer).where(Offer.state == "ringing").order_by(Offer.id)))
+
+
+def set_idle(user_id: int, since: datetime) -> None:
+    with db.transaction() as session:
+        status = session.get(OperatorStatus, user_id)
+        assert status is not None
+        status.last_call_ended_at = since
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[None]:
+    with app.app_context():
+        yield
+
+
+def _queue_with_operators(strategy: str, count: int, now: datetime, **queue: Any) -> tuple[int, list[int]]:
+    with db.transaction() as session:
+        org = make_org(session)
+        q = make_queue(session, org, strategy=strategy, **queue)
+        users = [make_operator(session, org, q).id for _ in range(count)]
+        qid = q.id
+    log_in_all(users, [qid], now - timedelta(hours=1))
+    return qid, users
+
+
+def _add_call(queue_id: int, now: datetime, **kw: Any) -> int:
+    with db.transaction() as session:
+        queue = session.get(Queue, queue_id)
+        assert queue is not None
+        return make_call(session, queue, now, **kw).id
+
+
+def test_it_offers_a_waiting_call_and_claims_call_and_operator(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now, ring_timeout_seconds=20)
+    call_id = _add_call(qid, now)
+    redirects = dispatch.dispatch_once(now)
+    assert len(redirects) == 1
+    (offer,) = ringing_offers()
+    assert redirects[0].path == f"/twilio/offer/{offer.group_key}"
+    assert redirects[0].url("http://koe.test/") == f"http://koe.test/twilio/offer/{offer.group_key}"
+    assert (offer.call_id, offer.user_id, offer.queue_id) == (call_id, anna, qid)
+    assert offer.deadline_at == now + timedelta(seconds=20 + 15)
+    assert call_state(call_id) == "offered"
+    assert operator_state(anna) == "ringing"
+    # Nothing left to offer: a second round changes nothing.
+    assert dispatch.dispatch_once(now) == []
+
+
+def test_it_gives_fair_calls_to_whoever_answered_fewest_today(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna, bo) = _queue_with_operators("fair", 2, now)
+    with db.transaction() as session:
+        queue = session.get(Queue, qid)
+        assert queue is not None
+        for _ in range(2):
+            make_call(
+                session,
+                queue,
+                now,
+                state="completed",
+                answered_by_id=anna,
+                answered_at=now - timedelta(hours=1),
+            )
+        # Yesterday's calls (before midnight in Stockholm) do not count.
+        for _ in range(3):
+            make_call(
+                session,
+                queue,
+                now,
+                state="completed",
+                answered_by_id=bo,
+                answered_at=now - timedelta(hours=12),
+            )
+        make_call(
+            session, queue, now, state="completed", answered_by_id=bo, answered_at=now - timedelta(hours=2)
+        )
+    set_idle(bo, now - timedelta(seconds=5))
+    set_idle(anna, now - timedelta(seconds=500))
+    _add_call(qid, now)
+    dispatch.dispatch_once(now)
+    assert [o.user_id for o in ringing_offers()] == [bo]
+
+
+def test_it_gives_the_call_to_the_longest_idle_operator(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna, bo, cilla) = _queue_with_operators("longest_idle", 3, now)
+    set_idle(anna, now - timedelta(seconds=30))
+    set_idle(bo, now - timedelta(seconds=600))
+    set_idle(cilla, now - timedelta(seconds=100))
+    _add_call(qid, now)
+    dispatch.dispatch_once(now)
+    assert [o.user_id for o in ringing_offers()] == [bo]
+
+
+def test_it_remembers_round_robin_between_rounds(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, users = _queue_with_operators("round_robin", 3, now)
+    got = []
+    for i in range(4):
+        at = now + timedelta(seconds=i)
+        _add_call(qid, at)
+        dispatch.dispatch_once(at)
+        (offer,) = ringing_offers()
+        got.append(offer.user_id)
+        with db.transaction() as session:  # the operator declines; back to available
+            o = session.get(Offer, offer.id)
+            assert o is not None
+            o.state = "declined"
+            call = session.get(Call, o.call_id)
+            assert call is not None
+            call.state = "completed"
+            operators.release_after_offer(session, o.user_id, at)
+    assert got == [users[0], users[1], users[2], users[0]]
+
+
+def test_it_rings_parallel_and_ring_all_groups(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, users = _queue_with_operators("parallel", 4, now, parallel_count=3)
+    for i, user_id in enumerate(users):
+        set_idle(user_id, now - timedelta(seconds=10 * (i + 1)))
+    _add_call(qid, now)
+    dispatch.dispatch_once(now)
+    offers = ringing_offers()
+    assert sorted(o.user_id for o in offers) == sorted(users[1:])
+    assert len({o.group_key for o in offers}) == 1
+
+    qid2, users2 = _queue_with_operators("ring_all", 3, now)
+    _add_call(qid2, now)
+    dispatch.dispatch_once(now)
+    assert sorted(o.user_id for o in ringing_offers() if o.queue_id == qid2) == sorted(users2)
+
+
+def test_it_offers_a_multi_queue_operator_only_one_call(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    with db.transaction() as session:
+        org = make_org(session)
+        q1, q2 = make_queue(session, org), make_queue(session, org)
+        anna = make_operator(session, org, q1, q2).id
+        older = make_call(session, q2, now, waited=300).id
+        newer = make_call(session, q1, now, waited=30).id
+        ids = (q1.id, q2.id)
+    log_in_all([anna], list(ids), now)
+    dispatch.dispatch_once(now)
+    assert [(o.call_id, o.user_id) for o in ringing_offers()] == [(older, anna)]
+    assert call_state(newer) == "waiting"
+
+
+def test_it_skips_paused_wrap_up_deviceless_and_logged_out_operators(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    with db.transaction() as session:
+        org = make_org(session)
+        q = make_queue(session, org)
+        paused = make_operator(session, org, q).id
+        wrapping = make_operator(session, org, q).id
+        deviceless = make_operator(session, org, q, client_identity=None, phone_number=None).id
+        other_queue = make_operator(session, org, make_queue(session, org)).id
+        qid = q.id
+    log_in_all([paused, wrapping, deviceless], [qid], now)
+    operators.pause(paused, "Lunch", now)
+    with db.transaction() as session:
+        status = session.get(OperatorStatus, wrapping)
+        assert status is not None
+        status.state = "wrap_up"
+        status.wrap_up_until = now + timedelta(minutes=5)
+    call_id = _add_call(qid, now)
+    assert dispatch.dispatch_once(now) == []
+    assert call_state(call_id) == "waiting"
+    assert other_queue  # a member of another queue is never considered
+
+
+def test_it_widens_skills_after_the_queues_wait(ctx: None, clock: ManualClock) -> None:
+    from queue_app.models import Skill, UserSkill
+
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now, skill_widen_after_seconds=60)
+    with db.transaction() as session:
+        queue = session.get(Queue, qid)
+        assert queue is not None
+        skill = Skill(organisation_id=queue.organisation_id, name="english")
+        session.add(skill)
+        session.flush()
+        session.add(UserSkill(user_id=anna, skill_id=skill.id, level=3))
+    call_id = _add_call(qid, now, waited=30, required_skills={"english": 5})
+    assert dispatch.dispatch_once(now) == []
+    later = now + timedelta(seconds=91)  # waited 121 s: two steps, 5 -> 3
+    assert len(dispatch.dispatch_once(later)) == 1
+    assert call_state(call_id) == "offered"
+
+
+def test_it_reclaims_offers_past_their_deadline(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now, ring_timeout_seconds=20)
+    call_id = _add_call(qid, now)
+    with db.transaction() as session:
+        entered = session.get(Call, call_id).entered_queue_at  # type: ignore[union-attr]
+    dispatch.dispatch_once(now)
+    assert dispatch.reclaim_expired_offers(now + timedelta(seconds=35)) == 0
+    assert dispatch.reclaim_expired_offers(now + timedelta(seconds=36)) == 1
+    assert call_state(call_id) == "waiting"
+    assert operator_state(anna) == "available"
+    with db.transaction() as session:
+        call = session.get(Call, call_id)
+        assert call is not None and call.entered_queue_at == entered
+        status = session.get(OperatorStatus, anna)
+        assert status is not None and operators.consecutive_misses(status) == 0
+    assert ringing_offers() == []
+
+
+class FakeRest:
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.fail_with = fail_with
+        self.redirects: list[tuple[str, str]] = []
+
+    def redirect_call(self, call_sid: str, url: str) -> str:
+        if self.fail_with:
+            raise self.fail_with
+        self.redirects.append((call_sid, url))
+        return "in-progress"
+
+
+def test_it_redirects_only_after_commit_and_frees_everyone_when_it_fails(
+    ctx: None, clock: ManualClock
+) -> None:
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now)
+    call_id = _add_call(qid, now)
+    redirects = dispatch.dispatch_once(now)
+    rest = FakeRest(TwilioRestException(500, "http://x", "Internal error", code=20500))
+    assert worker.perform_redirects(redirects, now, rest) == 1  # type: ignore[arg-type]
+    assert call_state(call_id) == "waiting"
+    assert operator_state(anna) == "available"
+    with db.transaction() as session:
+        assert {o.state for o in session.scalars(select(Offer))} == {"canceled"}
+
+
+def test_it_marks_a_caller_who_hung_up_before_the_redirect_as_abandoned(
+    ctx: None, clock: ManualClock
+) -> None:
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now)
+    call_id = _add_call(qid, now)
+    redirects = dispatch.dispatch_once(now)
+    gone = TwilioRestException(400, "http://x", "Call is not in-progress. Cannot redirect.", code=21220)
+    worker.perform_redirects(redirects, now, FakeRest(gone))  # type: ignore[arg-type]
+    assert call_state(call_id) == "abandoned"
+    assert operator_state(anna) == "available"
+
+
+def test_it_runs_a_worker_round_and_reports_the_next_deadline(
+    app: Flask, ctx: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now, ring_timeout_seconds=20)
+    call_id = _add_call(qid, now)
+    rest = FakeRest()
+    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: rest))
+    assert worker.run_pending(now) == now + timedelta(seconds=35)
+    (offer,) = ringing_offers()
+    with db.transaction() as session:
+        sid = session.get(Call, call_id).call_sid  # type: ignore[union-attr]
+    assert rest.redirects == [(sid, f"http://koe.test/twilio/offer/{offer.group_key}")]
+    # Reclaimed and offered again: the new offer's deadline is next.
+    assert worker.run_pending(now + timedelta(seconds=36)) == now + timedelta(seconds=36 + 35)
+    assert len(rest.redirects) == 2
+    assert operator_state(anna) == "ringing"
+
+
+def test_it_runs_the_loop_for_a_given_number_of_rounds(
+    app: Flask, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rounds: list[datetime] = []
+    monkeypatch.setattr(worker, "run_pending", lambda now: rounds.append(now) or now)
+    worker.run_forever(app, interval=0.01, install_signals=False, max_rounds=3)
+    assert rounds == [clock.now()] * 3
+
+
+def test_it_keeps_one_dispatcher_at_work_at_a_time(
+    app: Flask, ctx: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = clock.now()
+    qid, _users = _queue_with_operators("fair", 2, now)
+    _add_call(qid, now)
+    _add_call(qid, now)
+    inside, release = threading.Event(), threading.Event()
+    real_plan = routing.plan_offers
+
+    def slow_plan(*args: Any) -> Any:
+        inside.set()
+        assert release.wait(10)
+        return real_plan(*args)
+
+    monkeypatch.setattr(routing, "plan_offers", slow_plan)
+    results: list[int] = []
+
+    def first() -> None:
+        with app.app_context():
+            results.append(len(dispatch.dispatch_once(now)))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert inside.wait(10)
+    assert dispatch.dispatch_once(now) == []  # the other dispatcher holds the lock
+    release.set()
+    thread.join(10)
+    assert results == [2]
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="row locks need PostgreSQL")
+def test_it_never_double_books_when_two_dispatchers_race(
+    app: Flask, ctx: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers; the race needs PostgreSQL row locks")
+    now = clock.now()
+    with db.transaction() as session:
+        org = make_org(session)
+        queues = [make_queue(session, org, strategy=s) for s in ("fair", "longest_idle", "parallel")]
+        users = [make_operator(session, org, *queues).id for _ in range(6)]
+        for i in range(12):
+            make_call(session, queues[i % 3], now, waited=100 - i)
+        qids = [q.id for q in queues]
+    log_in_all(users, qids, now)
+    barrier = threading.Barrier(2, timeout=10)
+    real_load = dispatch._load_operators
+
+    def load_together(*args: Any) -> Any:
+        barrier.wait()  # both dispatchers are inside their transactions and read at the same moment
+        return real_load(*args)
+
+    monkeypatch.setattr(dispatch, "_load_operators", load_together)
+    outcomes: list[Any] = []
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                outcomes.append(dispatch.dispatch_once(now, exclusive=False))
+            except Exception as exc:  # surfaced by the assertion below
+                outcomes.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert all(isinstance(o, list) for o in outcomes), outcomes
+    offers = ringing_offers()
+    per_operator = Counter(o.user_id for o in offers)
+    groups_per_call = {o.call_id: set() for o in offers}
+    for o in offers:
+        groups_per_call[o.call_id].add(o.group_key)
+    assert per_operator and max(per_operator.values()) == 1
+    assert all(len(g) == 1 for g in groups_per_call.values())
+    assert sum(len(o) for o in outcomes) == len(groups_per_call)
+    with db.transaction() as session:
+        ringing = session.scalars(
+            select(OperatorStatus.user_id).where(OperatorStatus.state == "ringing")
+        ).all()
+        assert sorted(ringing) == sorted(per_operator)
+        assert session.scalars(select(QueueLogin)).all()
