@@ -45,12 +45,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, writer: bool = False) -> Engine:
+    """An engine; on SQLite a `writer` one starts every transaction with BEGIN IMMEDIATE.
+
+    SQLite in WAL mode fails a deferred transaction that read, then tries to write after another
+    connection committed (SQLITE_BUSY_SNAPSHOT). Taking the write lock at BEGIN serialises writers
+    instead, which is what "on SQLite transactions are serialised" means for the dispatcher.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if writer:
+            event.listen(engine, "connect", _sqlite_manual_transactions)
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN instead of pysqlite's implicit one.
+    dbapi_connection.isolation_level = None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,14 +79,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self.writer_engine: Engine | None = None
         self.sessionmaker: sessionmaker[Session] = sessionmaker(expire_on_commit=False)
         self.session = scoped_session(sessionmaker())
 
     def configure(self, url: str) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
+        self.dispose()
         self.engine = make_engine(url)
-        self.sessionmaker.configure(bind=self.engine)
+        self.writer_engine = make_engine(url, writer=True) if url.startswith("sqlite") else self.engine
+        self.sessionmaker.configure(bind=self.writer_engine)
         self.session.remove()
         self.session.configure(bind=self.engine)
 
@@ -89,8 +104,8 @@ class Database:
 
     def dispose(self) -> None:
         self.session.remove()
-        if self.engine is not None:
-            self.engine.dispose()
+        for engine in {self.engine, self.writer_engine} - {None}:
+            engine.dispose()  # type: ignore[union-attr]
 
 
 def utcnow() -> datetime:
