@@ -205,3 +205,45 @@ def plan_wait(
         until_next = (min(due) - now).total_seconds()
         music = int(min(LONGEST_MUSIC_SECONDS, max(SHORTEST_MUSIC_SECONDS, until_next)))
     return WaitPlan(tuple(said), music, new)
+
+
+# --- caller options: press 1 to be called back, 2 to leave a message ------------------------------
+
+OPTIONS_REPEAT_SECONDS = 120
+_OPTIONS_OFFERED_AT = "caller_options_offered_at"
+
+
+@dataclass(frozen=True, slots=True)
+class CallerOptions:
+    """What a waiting caller may choose instead of waiting, once they have waited `after_seconds`."""
+
+    callback: bool = False  # also False when the caller's number is withheld: we could not call back
+    voicemail: bool = False
+    after_seconds: int = 120
+    repeat_seconds: int = OPTIONS_REPEAT_SECONDS
+
+    @property
+    def offered(self) -> bool:
+        return self.callback or self.voicemail
+
+
+@dataclass(frozen=True, slots=True)
+class OptionsPlan:
+    listen: bool  # wrap the document in a one-key Gather
+    offer: bool  # say the choices now
+    state: AnnouncementState
+
+
+def plan_caller_options(
+    state: AnnouncementState, options: CallerOptions, entered_queue_at: datetime, now: datetime
+) -> OptionsPlan:
+    """From `after_seconds` in the queue the keys work on every document; the choices are said then
+    and again every `repeat_seconds` (kept in the state's extra keys)."""
+    if not options.offered or now < entered_queue_at + timedelta(seconds=options.after_seconds):
+        return OptionsPlan(False, False, state)
+    offered_at = _parse(state.extra.get(_OPTIONS_OFFERED_AT))
+    if offered_at is not None and now < offered_at + timedelta(seconds=options.repeat_seconds):
+        return OptionsPlan(True, False, state)
+    extra = dict(state.extra)
+    extra[_OPTIONS_OFFERED_AT] = now.isoformat()
+    return OptionsPlan(True, True, replace(state, extra=extra))

@@ -23,6 +23,17 @@ class Phrase(StrEnum):
     TECHNICAL_ERROR = "technical_error"
     QUEUE_FULL = "queue_full"
     GOODBYE = "goodbye"
+    CLOSED_HOURS = "closed_hours"
+    CLOSED_HOLIDAY = "closed_holiday"
+    CLOSED_CLOSURE = "closed_closure"
+    OVERFLOW = "overflow"
+    NO_OPERATOR = "no_operator"
+    OPTION_CALLBACK = "option_callback"
+    OPTION_VOICEMAIL = "option_voicemail"
+    CALLBACK_CONFIRMED = "callback_confirmed"
+    VOICEMAIL_PROMPT = "voicemail_prompt"
+    VOICEMAIL_THANKS = "voicemail_thanks"
+    INVALID_CHOICE = "invalid_choice"
 
 
 LANGUAGES = ("sv", "en")
@@ -129,6 +140,29 @@ _FIXED = {
         Phrase.TECHNICAL_ERROR: "Tyvärr uppstod ett tekniskt fel. Försök gärna igen om en stund. Hej då.",
         Phrase.QUEUE_FULL: "Just nu ringer väldigt många. Försök gärna igen om en stund. Hej då.",
         Phrase.GOODBYE: "Tack för att du ringde. Hej då.",
+        Phrase.CLOSED_HOURS: (
+            "Vi har stängt just nu. Välkommen att ringa igen under våra öppettider. Hej då."
+        ),
+        Phrase.CLOSED_HOLIDAY: "Vi har helgstängt i dag. Välkommen att ringa igen en vardag. Hej då.",
+        Phrase.CLOSED_CLOSURE: "Vi har tillfälligt stängt. Försök gärna igen senare. Hej då.",
+        Phrase.OVERFLOW: (
+            "Just nu ringer väldigt många och kön är full. Försök gärna igen om en stund. Hej då."
+        ),
+        Phrase.NO_OPERATOR: (
+            "Just nu finns ingen telefonist som kan ta emot ditt samtal. Försök gärna igen senare. Hej då."
+        ),
+        Phrase.OPTION_CALLBACK: (
+            "Om du vill att vi ringer upp dig i stället för att vänta, tryck 1. Du behåller din plats i kön."
+        ),
+        Phrase.OPTION_VOICEMAIL: "Om du vill lämna ett meddelande, tryck 2.",
+        Phrase.CALLBACK_CONFIRMED: (
+            "Tack. Vi ringer upp dig på numret du ringer från när det är din tur. Du kan lägga på nu."
+        ),
+        Phrase.VOICEMAIL_PROMPT: (
+            "Tala in ditt meddelande efter tonen. Tryck fyrkant eller lägg på när du är klar."
+        ),
+        Phrase.VOICEMAIL_THANKS: "Tack för ditt meddelande. Vi återkommer så snart vi kan. Hej då.",
+        Phrase.INVALID_CHOICE: "Det valet finns inte. Du har kvar din plats i kön.",
     },
     "en": {
         Phrase.FIRST_QUEUE_MESSAGE: (
@@ -147,6 +181,33 @@ _FIXED = {
             "We are receiving a very large number of calls. Please try again shortly. Goodbye."
         ),
         Phrase.GOODBYE: "Thank you for calling. Goodbye.",
+        Phrase.CLOSED_HOURS: (
+            "We are closed at the moment. Please call again during our opening hours. Goodbye."
+        ),
+        Phrase.CLOSED_HOLIDAY: (
+            "We are closed today for the holiday. Please call again on a working day. Goodbye."
+        ),
+        Phrase.CLOSED_CLOSURE: "We are temporarily closed. Please try again later. Goodbye.",
+        Phrase.OVERFLOW: "Our queue is full at the moment. Please try again shortly. Goodbye.",
+        Phrase.NO_OPERATOR: (
+            "There is no operator available to take your call at the moment. Please try again later. Goodbye."
+        ),
+        Phrase.OPTION_CALLBACK: (
+            "If you would like us to call you back instead of waiting, press 1. "
+            "You keep your place in the queue."
+        ),
+        Phrase.OPTION_VOICEMAIL: "To leave a message, press 2.",
+        Phrase.CALLBACK_CONFIRMED: (
+            "Thank you. We will call you back on the number you are calling from when it is your turn. "
+            "You can hang up now."
+        ),
+        Phrase.VOICEMAIL_PROMPT: (
+            "Please leave your message after the tone. Press the hash key or hang up when you are done."
+        ),
+        Phrase.VOICEMAIL_THANKS: (
+            "Thank you for your message. We will get back to you as soon as we can. Goodbye."
+        ),
+        Phrase.INVALID_CHOICE: "That is not one of the choices. You keep your place in the queue.",
     },
 }
 

@@ -1,9 +1,15 @@
 """A caller's way from arrival to the end of the call: one transaction per webhook.
 
 - `answer_incoming`: the number's Voice URL. Finds the queue, records the call (once, however often
-  Twilio retries), decides what happens (today always: welcome, then the queue) and says what to play.
-- `next_wait`: the Enqueue waitUrl, the hot path. Two small indexed reads, at most one write.
-- `record_queue_result`: the Enqueue action. A caller who hung up is abandoned, exactly once.
+  Twilio retries) and decides what happens (`domain.arrival`: closed, no operator, overflow, or
+  welcome and the queue); a retry replays the decision it made the first time.
+- `next_wait`: the Enqueue waitUrl, the hot path. Two small indexed reads, at most one write. After
+  `caller_options_after_seconds` the document listens for one key (`choose_option`).
+- `choose_option`: 1 = call me back (the call keeps its place as `callback_pending`), 2 = leave a
+  message (`<Leave/>`, then the Enqueue action answers `<Record>`; `record_voicemail`).
+- `record_queue_result`: the Enqueue action. A caller who hung up is abandoned, exactly once, and
+  becomes a missed call; a caller who left continues with what they chose (or the closing message).
+- `record_forward_result`: the action of a forward; a forward nobody took ends with the message.
 - `return_to_queue`: after a missed offer the caller goes back with the place they had.
 - `record_status`: status callbacks, idempotent on CallSid + SequenceNumber, never backwards.
 
@@ -30,14 +36,29 @@ from sqlalchemy.orm import Session
 
 from ..domain import prompts_text
 from ..domain.announcements import (
+    MUSIC_AFTER_SPEECH_SECONDS,
     AnnouncementSettings,
     AnnouncementState,
+    CallerOptions,
     Part,
     Situation,
+    plan_caller_options,
     plan_wait,
     returned_to_queue,
 )
+from ..domain.arrival import (
+    ArrivalDecision,
+    ArrivalSettings,
+    LiveSituation,
+    Message,
+    Outcome,
+    Treatment,
+    closed_message,
+    decide_arrival,
+)
 from ..domain.estimates import HandlingHistory, queue_length_estimate, spoken_wait
+from ..domain.hours import HoursStatus
+from ..domain.overflow import OverflowRule, OverflowState, QueueLoad
 from ..domain.prompts_text import Phrase
 from ..domain.states import Call as CallState
 from ..domain.states import Operator as OperatorState
@@ -46,6 +67,7 @@ from ..extensions import db
 from ..models import (
     Call,
     CallEvent,
+    MissedCall,
     OperatorStatus,
     Organisation,
     PhoneNumber,
@@ -53,15 +75,18 @@ from ..models import (
     PromptKind,
     Queue,
     QueueLogin,
+    Recording,
 )
 from ..telephony.twiml import Music, Utterance, spoken, twilio_language
+from .schedules import queue_hours_status
 
 log = logging.getLogger("koe.calls")
 
 HOLD_MUSIC = Music("/twilio/audio/hold.wav", track_seconds=10.0)
 FINAL_TWILIO_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-# The caller is in our queue order in these states: waiting, or at the head while being rung.
-IN_QUEUE_STATES = (CallState.WAITING.value, CallState.OFFERED.value)
+# The caller is in our queue order in these states: waiting, at the head while being rung, or
+# waiting for a callback (their place is kept, so callers behind them count them).
+IN_QUEUE_STATES = (CallState.WAITING.value, CallState.OFFERED.value, CallState.CALLBACK_PENDING.value)
 SERVING_OPERATOR_STATES = (
     OperatorState.AVAILABLE.value,
     OperatorState.RINGING.value,
@@ -92,6 +117,9 @@ class IncomingCall:
 
 class ArrivalKind(StrEnum):
     ENQUEUE = "enqueue"
+    CLOSED = "closed"  # opening hours, holiday, closure: the closing message, hang-up or forward
+    NO_OPERATOR = "no_operator"  # nobody logged in: forwarded or the closing message
+    OVERFLOW = "overflow"  # the queue closed itself (too many wait, or too long): busy or forward
     UNKNOWN_NUMBER = "unknown_number"  # no such number: nothing to attach the call to
     NO_QUEUE = "no_queue"  # the organisation's number leads to no queue: recorded as rejected
     ENDED = "ended"  # a retried or late webhook for a call that is already over
@@ -99,14 +127,26 @@ class ArrivalKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Forward:
+    number: str
+    caller_id: str | None = None  # the caller's own number, so whoever answers sees who calls
+
+
+@dataclass(frozen=True, slots=True)
 class Arrival:
-    """What to do with a caller arriving at (or returning to) a queue."""
+    """What to do with a caller arriving at (or returning to) a queue.
+
+    Enqueue: `say` (the welcome), then the queue. Otherwise `busy` (reject unanswered), or `say`
+    then `forward` (Dial), or `say` then hang up.
+    """
 
     kind: ArrivalKind
     call_id: int | None = None
     queue_id: int | None = None
     say: tuple[Utterance, ...] = ()
     created: bool = False
+    forward: Forward | None = None
+    busy: bool = False
 
     @property
     def enqueue(self) -> bool:
@@ -122,13 +162,27 @@ class WaitAnswer:
     music_seconds: int = 0
     gone: bool = False
     position: int | None = None
+    listen: bool = False  # wrap in a one-key Gather: the caller options are open
+    leave: bool = False  # say, then <Leave/>: the Enqueue action continues the call
+
+
+@dataclass(frozen=True, slots=True)
+class OptionAnswer:
+    """The answer to a key pressed while waiting (still inside the waitUrl)."""
+
+    outcome: str
+    say: tuple[Utterance, ...] = ()
+    leave: bool = False
+    hang_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class QueueResultAnswer:
     outcome: str
     say: tuple[Utterance, ...] = ()
-    hang_up: bool = False  # False: answer an empty document
+    hang_up: bool = False  # False: answer an empty document (unless forward or record)
+    forward: Forward | None = None
+    record: bool = False  # say, then <Record> a voicemail
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +273,9 @@ def _end_call(session: Session, call: Call, now: datetime, reason: str) -> bool:
     _record(
         session, call, "call_ended", now, {"state": target.value, "reason": reason}, f"ended:{call.call_sid}"
     )
+    if target is CallState.ABANDONED and call.queue_id is not None and was in IN_QUEUE_STATES:
+        # Someone gave up waiting: the switchboard owes them a call (once, whatever else reports it).
+        _add_missed_call(session, call, "abandoned", now)
     # Operators attached to the call (talking, or ringing for it) are the operators service's to
     # free; it is idempotent, so the Dial action reporting the same end changes nothing twice.
     hook = _optional_hook("queue_app.services.operators", "on_call_ended")
@@ -233,6 +290,17 @@ def _end_call(session: Session, call: Call, now: datetime, reason: str) -> bool:
                 "call ended with an operator attached, no on_call_ended hook call_sid=%s", call.call_sid
             )
     return True
+
+
+def _add_missed_call(session: Session, call: Call, reason: str, now: datetime) -> bool:
+    values = {
+        "organisation_id": call.organisation_id,
+        "call_id": call.id,
+        "queue_id": call.queue_id,
+        "reason": reason,
+        "created_at": now,
+    }
+    return _insert_once(session, MissedCall, values, "call_id")
 
 
 def _optional_hook(module: str, name: str) -> Callable[..., Any] | None:
@@ -319,17 +387,184 @@ def apology() -> tuple[Utterance, ...]:
 
 # --- arrival ------------------------------------------------------------------------------------
 
+_OUTCOME_KINDS = {
+    Outcome.ENQUEUE: ArrivalKind.ENQUEUE,
+    Outcome.CLOSED: ArrivalKind.CLOSED,
+    Outcome.NO_OPERATOR: ArrivalKind.NO_OPERATOR,
+    Outcome.OVERFLOW: ArrivalKind.OVERFLOW,
+}
 
-def _arrival_decision(queue: Queue, now: datetime) -> ArrivalKind:
-    """Where opening hours, closures, overflow and 'no operator logged in' will decide (issue 5).
 
-    They belong in the pure domain (domain/hours.py and an overflow rule) and are called here with
-    a snapshot of the queue and `now`; until then every caller of a known queue is enqueued.
+def _arrival_settings(queue: Queue) -> ArrivalSettings:
+    return ArrivalSettings(
+        closed_action=queue.closed_action,
+        closed_forward_number=queue.closed_forward_number,
+        overflow=OverflowRule(queue.overflow_max_callers, queue.overflow_max_wait_seconds),
+        overflow_action=queue.overflow_action,
+        overflow_forward_number=queue.overflow_forward_number,
+        no_operator_action=queue.no_operator_action,
+        no_operator_forward_number=queue.no_operator_forward_number,
+    )
+
+
+def _load_query(queue_id: int) -> Any:
+    """One round trip: callers in the queue, the oldest one's start, and who is logged in."""
+    in_queue = (Call.queue_id == queue_id, Call.state.in_(IN_QUEUE_STATES))
+    waiting = select(func.count()).select_from(Call).where(*in_queue).scalar_subquery()
+    oldest = select(func.min(func.coalesce(Call.entered_queue_at, Call.arrived_at))).where(*in_queue)
+    logins = (
+        select(OperatorStatus.state)
+        .join(QueueLogin, QueueLogin.user_id == OperatorStatus.user_id)
+        .where(QueueLogin.queue_id == queue_id, OperatorStatus.state != OperatorState.OFFLINE.value)
+    ).subquery()
+    logged_in = select(func.count()).select_from(logins).scalar_subquery()
+    serving = (
+        select(func.count())
+        .select_from(logins)
+        .where(logins.c.state.in_(SERVING_OPERATOR_STATES))
+        .scalar_subquery()
+    )
+    free = (
+        select(func.count())
+        .select_from(logins)
+        .where(logins.c.state == OperatorState.AVAILABLE.value)
+        .scalar_subquery()
+    )
+    return select(waiting, oldest.scalar_subquery(), logged_in, serving, free)
+
+
+def live_situation(
+    session: Session, queue: Queue, now: datetime, cache: QueueFactsCache | None = None
+) -> LiveSituation:
+    """The queue as a new caller meets it: load, operators logged in, and its overflow state."""
+    waiting, oldest, logged_in, serving, free = session.execute(_load_query(queue.id)).one()
+    longest = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    expected = None
+    if queue.overflow_max_wait_seconds:
+
+        def load() -> QueueFacts:
+            return _load_queue_facts(session, queue, now)
+
+        facts = cache.get(queue.id, now, load) if cache is not None else load()
+        expected = queue_length_estimate(
+            int(waiting) + 1, int(serving), facts.history, free_operators=int(free)
+        )
+    return LiveSituation(
+        QueueLoad(int(waiting), longest, expected),
+        int(logged_in),
+        OverflowState(queue.overflow_active, queue.overflow_changed_at),
+    )
+
+
+def _arrival_decision(
+    session: Session, queue: Queue, now: datetime, cache: QueueFactsCache | None = None
+) -> tuple[ArrivalDecision, LiveSituation]:
+    """Opening hours, then 'no operator', then overflow (domain/arrival.py), all at `now`."""
+    hours = queue_hours_status(session, queue.id, now)
+    situation = live_situation(session, queue, now, cache)
+    return decide_arrival(hours, _arrival_settings(queue), situation, now), situation
+
+
+def _save_overflow(
+    session: Session, queue: Queue, call: Call, before: OverflowState, after: OverflowState, now: datetime
+) -> None:
+    if after == before:
+        return
+    # Conditional: of two arrivals racing to flip it, one does; the other's caller is decided alike.
+    result = session.execute(
+        update(Queue)
+        .where(Queue.id == queue.id, Queue.overflow_active == before.active)
+        .values(overflow_active=after.active, overflow_changed_at=after.changed_at)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        kind = "overflow_started" if after.active else "overflow_ended"
+        _record(session, call, kind, now, {"queue_id": queue.id}, source="app")
+        log.info("%s queue_id=%s call_sid=%s", kind, queue.id, call.call_sid)
+
+
+def _caller_id(number: str) -> str | None:
+    """The caller's number as the forward's caller ID, when it is a real (E.164) number."""
+    return number if number.startswith("+") and number[1:].isdigit() else None
+
+
+def _message(
+    session: Session,
+    queue: Queue,
+    message: Message | None,
+    closure_message: str | None,
+    default: bool,
+) -> tuple[Utterance, ...]:
+    """A closure's own words; else the recorded prompt of this kind; else (if `default`) ours.
+
+    Our default texts end in goodbye, so they are said only before a hang-up, never before a forward.
     """
-    return ArrivalKind.ENQUEUE
+    organisation = session.get(Organisation, queue.organisation_id)
+    voice = _voice(queue, organisation)
+    if closure_message:
+        return (spoken(closure_message, queue.language, voice),)
+    if message is None:
+        return ()
+    content = _load_prompts(session, queue, (message.value,)).get(message.value)
+    if content is not None and (content.audio_url or content.text):
+        return (_utterance(content, "", queue.language, voice),)
+    if not default:
+        return ()
+    return (spoken(prompts_text.fixed(queue.language, Phrase(message.value)), queue.language, voice),)
 
 
-def answer_incoming(incoming: IncomingCall, now: datetime) -> Arrival:
+def outcome_arrival(session: Session, queue: Queue, call: Call, decision: ArrivalDecision) -> Arrival:
+    """What the caller hears for a decision other than 'enqueue'."""
+    kind = _OUTCOME_KINDS[decision.outcome]
+    if decision.treatment is Treatment.BUSY:
+        return Arrival(kind, call.id, queue.id, busy=True)
+    forwarding = decision.treatment is Treatment.FORWARD and decision.forward_to is not None
+    say = _message(session, queue, decision.message, decision.closure_message, default=not forwarding)
+    forward = Forward(decision.forward_to, _caller_id(call.from_number)) if forwarding else None
+    return Arrival(kind, call.id, queue.id, say, forward=forward)  # type: ignore[arg-type]
+
+
+def _final_state(decision: ArrivalDecision) -> CallState:
+    if decision.outcome is Outcome.CLOSED:
+        return CallState.CLOSED
+    if decision.outcome is Outcome.NO_OPERATOR and decision.treatment is Treatment.MESSAGE:
+        return CallState.CLOSED
+    return CallState.OVERFLOWED
+
+
+def _decision_data(decision: ArrivalDecision) -> dict[str, Any]:
+    return {
+        "outcome": decision.outcome.value,
+        "treatment": decision.treatment.value,
+        "reason": decision.reason,
+        "message": decision.message.value if decision.message else None,
+        "closure_message": decision.closure_message,
+        "forward_to": decision.forward_to,
+    }
+
+
+def _replayed_decision(session: Session, call: Call) -> ArrivalDecision | None:
+    """The decision recorded for this call, so a retried webhook hears what the first one did."""
+    event = session.scalars(
+        select(CallEvent).where(CallEvent.call_id == call.id, CallEvent.kind == "arrival_decided")
+    ).first()
+    if event is None:
+        return None
+    data = event.data or {}
+    try:
+        return ArrivalDecision(
+            outcome=Outcome(data["outcome"]),
+            treatment=Treatment(data["treatment"]),
+            reason=str(data.get("reason") or ""),
+            message=Message(data["message"]) if data.get("message") else None,
+            closure_message=data.get("closure_message"),
+            forward_to=data.get("forward_to"),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def answer_incoming(incoming: IncomingCall, now: datetime, cache: QueueFactsCache | None = None) -> Arrival:
     """A call arrives at one of our numbers. Idempotent on CallSid: a retry finds the same call."""
     with db.transaction() as session:
         number = session.scalars(
@@ -366,11 +601,22 @@ def answer_incoming(incoming: IncomingCall, now: datetime) -> Arrival:
                 log.warning("number without a queue call_sid=%s to=%s", call.call_sid, incoming.to_number)
             return Arrival(ArrivalKind.NO_QUEUE, call.id, say=_bilingual(Phrase.UNKNOWN_NUMBER))
         if is_final(call.state):
+            replayed = _replayed_decision(session, call)
+            if replayed is not None and not replayed.enqueue:
+                return outcome_arrival(session, queue, call, replayed)
             return Arrival(ArrivalKind.ENDED, call.id, queue.id, say=_bilingual(Phrase.GOODBYE))
 
-        decision = _arrival_decision(queue, now)
-        if decision is ArrivalKind.ENQUEUE and call.state == CallState.ARRIVED:
+        if call.state == CallState.ARRIVED:
+            decision, situation = _arrival_decision(session, queue, now, cache)
+            _save_overflow(session, queue, call, situation.overflow, decision.overflow, now)
+            _record(session, call, "arrival_decided", now, _decision_data(decision), source="app")
+            if not decision.enqueue:
+                _move(
+                    session, call, _final_state(decision), now, ended_at=now, outcome_reason=decision.reason
+                )
+                return outcome_arrival(session, queue, call, decision)
             _move(session, call, CallState.WAITING, now, entered_queue_at=now)
+        # Else a retry for a caller already in the queue: welcome them into it again.
         greeting: tuple[Utterance, ...] = ()
         if queue.welcome_enabled:
             organisation = session.get(Organisation, queue.organisation_id)
@@ -384,11 +630,34 @@ def answer_incoming(incoming: IncomingCall, now: datetime) -> Arrival:
                     _voice(queue, organisation),
                 ),
             )
-        arrival = Arrival(decision, call.id, queue.id, greeting, created)
+        arrival = Arrival(ArrivalKind.ENQUEUE, call.id, queue.id, greeting, created)
         organisation_id = call.organisation_id
-    if arrival.enqueue and created:
+    if created:
         _wake_dispatcher(organisation_id)
     return arrival
+
+
+def closing_arrival(session: Session, queue: Queue, call: Call, hours: HoursStatus | None) -> Arrival:
+    """The closing treatment of a caller whose queue closed while they waited.
+
+    `hours` is the queue's status now; when it has reopened meanwhile (or is unknown) the reason
+    stored on the call chooses the message.
+    """
+    reason = (
+        hours.reason if hours is not None and not hours.open else (call.outcome_reason or "outside_hours")
+    )
+    closure_message = hours.closure_message if hours is not None and hours.reason == "closure" else None
+    settings = _arrival_settings(queue)
+    forward_to = (settings.closed_forward_number or "").strip() if settings.closed_action == "forward" else ""
+    decision = ArrivalDecision(
+        Outcome.CLOSED,
+        Treatment.FORWARD if forward_to else Treatment.MESSAGE,
+        reason,
+        closed_message(reason),
+        closure_message,
+        forward_to or None,
+    )
+    return outcome_arrival(session, queue, call, decision)
 
 
 def return_to_queue(call_sid: str, now: datetime) -> Arrival:
@@ -454,6 +723,7 @@ def _load_queue_facts(session: Session, queue: Queue, now: datetime) -> QueueFac
         PromptKind.FIRST_QUEUE_MESSAGE.value,
         PromptKind.PERIODIC_MESSAGE.value,
         PromptKind.HOLD_MUSIC.value,
+        PromptKind.CALLBACK_OFFER.value,
     )
     rows = session.execute(
         select(Call.answered_at, Call.ended_at)
@@ -517,6 +787,10 @@ def next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None = None
             log.warning("waitUrl for an unknown call call_sid=%s", call_sid)
             return WaitAnswer(say=apology(), gone=True)
         call, queue = row
+        if _left_the_queue(call):
+            # Our REST redirect did not reach the caller (closed while waiting), or the caller chose
+            # an option: leave, and the Enqueue action continues the call.
+            return WaitAnswer(say=(), leave=True)
         if is_final(call.state):
             return WaitAnswer(say=_bilingual(Phrase.GOODBYE), gone=True)
 
@@ -546,13 +820,43 @@ def next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None = None
         say = tuple(
             _announcement_utterance(a.part, a.value, queue.language, facts) for a in plan.announcements
         )
-        if plan.changed_state:
-            values: dict[str, Any] = {"announcement_state": plan.state.to_json()}
+        options = CallerOptions(
+            callback=queue.callback_enabled and _caller_id(call.from_number) is not None,
+            voicemail=queue.voicemail_enabled,
+            after_seconds=queue.caller_options_after_seconds,
+        )
+        offer = plan_caller_options(plan.state, options, entered, now)
+        if offer.offer:
+            say += _options_utterances(options, queue.language, facts)
+        if plan.changed_state or offer.offer:
+            values: dict[str, Any] = {"announcement_state": offer.state.to_json()}
             if call.first_estimate_seconds is None and plan.state.estimate_seconds is not None:
                 values["first_estimate_seconds"] = plan.state.estimate_seconds
             session.execute(update(Call).where(Call.id == call.id).values(**values))
         music = _hold_music(facts.prompts.get(PromptKind.HOLD_MUSIC.value))
-        return WaitAnswer(say=say, music=music, music_seconds=plan.music_seconds, position=position)
+        music_seconds = plan.music_seconds
+        if offer.offer and not plan.changed_state:
+            music_seconds = MUSIC_AFTER_SPEECH_SECONDS
+        return WaitAnswer(
+            say=say, music=music, music_seconds=music_seconds, position=position, listen=offer.listen
+        )
+
+
+def _left_the_queue(call: Call) -> bool:
+    """Still fetching the waitUrl, though no longer waiting: closed, or an option was chosen."""
+    if call.state in (CallState.CLOSED, CallState.CALLBACK_PENDING):
+        return call.entered_queue_at is not None
+    return call.state == CallState.ABANDONED and call.outcome_reason == VOICEMAIL_REASON
+
+
+def _options_utterances(options: CallerOptions, language: str, facts: QueueFacts) -> tuple[Utterance, ...]:
+    recorded = facts.prompts.get(PromptKind.CALLBACK_OFFER.value)
+    if recorded is not None and (recorded.audio_url or recorded.text):
+        return (_utterance(recorded, "", language, facts.voice),)
+    phrases = [Phrase.OPTION_CALLBACK] if options.callback else []
+    if options.voicemail:
+        phrases.append(Phrase.OPTION_VOICEMAIL)
+    return tuple(spoken(prompts_text.fixed(language, p), language, facts.voice) for p in phrases)
 
 
 def _hold_music(content: PromptContent | None) -> Music:
@@ -605,17 +909,184 @@ def record_queue_result(
                 "queue_full", (spoken(prompts_text.fixed(language, Phrase.QUEUE_FULL), language),), True
             )
         if result == "leave":
-            # Nothing in Kö sends <Leave/> yet; when callback or voicemail do, they answer here.
-            _end_call(session, call, now, "left_queue")
-            return QueueResultAnswer(
-                "left", (spoken(prompts_text.fixed(language, Phrase.GOODBYE), language),), True
-            )
+            return _after_leaving(session, call, now)
         # error / system-error / anything new: our waitUrl or Twilio failed the caller.
         log.error("queue failed the caller call_sid=%s result=%s", call_sid, result)
         _end_call(session, call, now, f"queue_{result}")
         return QueueResultAnswer(
             "queue_error", (spoken(prompts_text.fixed(language, Phrase.TECHNICAL_ERROR), language),), True
         )
+
+
+def _after_leaving(session: Session, call: Call, now: datetime) -> QueueResultAnswer:
+    """The caller left the queue by `<Leave/>`: continue with what they chose, or the closing."""
+    queue = call.queue
+    language = queue.language if queue is not None else "sv"
+    if call.state == CallState.CALLBACK_PENDING:
+        return QueueResultAnswer("callback_pending", hang_up=True)  # the confirmation was said
+    if call.state == CallState.ABANDONED and call.outcome_reason == VOICEMAIL_REASON and queue is not None:
+        prompts = _load_prompts(session, queue, (PromptKind.VOICEMAIL.value,))
+        default = prompts_text.fixed(language, Phrase.VOICEMAIL_PROMPT)
+        organisation = session.get(Organisation, queue.organisation_id)
+        prompt = _utterance(
+            prompts.get(PromptKind.VOICEMAIL.value), default, language, _voice(queue, organisation)
+        )
+        return QueueResultAnswer("voicemail", (prompt,), record=True)
+    if call.state == CallState.CLOSED and queue is not None:
+        arrival = closing_arrival(session, queue, call, queue_hours_status(session, queue.id, now))
+        return QueueResultAnswer(
+            "closed", arrival.say, hang_up=arrival.forward is None, forward=arrival.forward
+        )
+    _end_call(session, call, now, "left_queue")
+    return QueueResultAnswer("left", (spoken(prompts_text.fixed(language, Phrase.GOODBYE), language),), True)
+
+
+# --- caller options while waiting ---------------------------------------------------------------
+
+VOICEMAIL_REASON = "voicemail"
+
+
+def choose_option(call_sid: str, digits: str, now: datetime) -> OptionAnswer:
+    """A key pressed while waiting (the waitUrl's Gather): 1 call me back, 2 leave a message."""
+    with db.transaction() as session:
+        call = _call_by_sid(session, call_sid)
+        if call is None or call.queue is None:
+            log.warning("caller option for an unknown call call_sid=%s", call_sid)
+            return OptionAnswer("unknown_call", apology(), hang_up=True)
+        queue = call.queue
+        language = queue.language
+        organisation = session.get(Organisation, queue.organisation_id)
+        voice = _voice(queue, organisation)
+        if call.state != CallState.WAITING:
+            # Being rung right now (the dispatcher moves them on) or already gone: nothing to do.
+            return OptionAnswer("not_waiting")
+        choice = digits.strip()[:1]
+        _record(session, call, "caller_option", now, {"digits": choice}, source="twilio")
+        if choice == "1" and queue.callback_enabled and _caller_id(call.from_number) is not None:
+            if not _move(session, call, CallState.CALLBACK_PENDING, now, callback_number=call.from_number):
+                return OptionAnswer("not_waiting")
+            # TODO(dispatch): pick callback_pending calls in their queue order (entered_queue_at is
+            # kept) and, when it is their turn, offer the chosen operator an outbound call to
+            # `callback_number` (CALLBACK_PENDING -> OFFERED). Until then they wait in our order.
+            organisation_id = call.organisation_id
+            confirmation = spoken(prompts_text.fixed(language, Phrase.CALLBACK_CONFIRMED), language, voice)
+            answer = OptionAnswer("callback_pending", (confirmation,), leave=True)
+        elif choice == "2" and queue.voicemail_enabled:
+            if not _move(
+                session, call, CallState.ABANDONED, now, ended_at=now, outcome_reason=VOICEMAIL_REASON
+            ):
+                return OptionAnswer("not_waiting")
+            _add_missed_call(session, call, VOICEMAIL_REASON, now)
+            return OptionAnswer("voicemail", leave=True)
+        else:
+            invalid = spoken(prompts_text.fixed(language, Phrase.INVALID_CHOICE), language, voice)
+            return OptionAnswer("invalid_choice", (invalid,))
+    _wake_dispatcher(organisation_id)
+    return answer
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingReport:
+    """A Record action or recording status callback."""
+
+    call_sid: str
+    recording_sid: str | None
+    url: str | None
+    duration: float | None
+    status: str | None = None
+
+    @classmethod
+    def from_form(cls, form: Mapping[str, str]) -> RecordingReport:
+        raw = form.get("RecordingDuration", "")
+        try:
+            duration = float(raw) if raw else None
+        except ValueError:
+            duration = None
+        return cls(
+            call_sid=form.get("CallSid", ""),
+            recording_sid=form.get("RecordingSid") or None,
+            url=form.get("RecordingUrl") or None,
+            duration=duration,
+            status=form.get("RecordingStatus") or None,
+        )
+
+
+def _attach_recording(session: Session, call: Call, report: RecordingReport) -> Recording:
+    """One voicemail recording per call, whichever of the action and the callback comes first."""
+    row = None
+    if report.recording_sid:
+        row = session.scalars(
+            select(Recording).where(Recording.recording_sid == report.recording_sid)
+        ).first()
+    if row is None:
+        row = session.scalars(
+            select(Recording).where(Recording.call_id == call.id, Recording.purpose == "voicemail")
+        ).first()
+    if row is None:
+        row = Recording(organisation_id=call.organisation_id, call_id=call.id, purpose="voicemail")
+        session.add(row)
+    if report.recording_sid and row.recording_sid is None:
+        row.recording_sid = report.recording_sid
+    if report.url:
+        row.twilio_url = report.url
+    if report.duration is not None:
+        row.duration_seconds = report.duration
+    if report.status:
+        row.status = report.status
+    return row
+
+
+def record_voicemail(report: RecordingReport, now: datetime) -> QueueResultAnswer:
+    """The Record action: the message is attached to the call; thank the caller and hang up."""
+    with db.transaction() as session:
+        call = _call_by_sid(session, report.call_sid)
+        if call is None:
+            log.warning("voicemail for an unknown call call_sid=%s", report.call_sid)
+            return QueueResultAnswer("unknown_call", hang_up=True)
+        _attach_recording(session, call, report)
+        _add_missed_call(session, call, VOICEMAIL_REASON, now)
+        _record(session, call, "voicemail_recorded", now, {"duration": report.duration}, source="twilio")
+        language = call.queue.language if call.queue is not None else "sv"
+        thanks = spoken(prompts_text.fixed(language, Phrase.VOICEMAIL_THANKS), language)
+        return QueueResultAnswer("voicemail_recorded", (thanks,), hang_up=True)
+
+
+def record_recording_status(report: RecordingReport, now: datetime) -> str:
+    with db.transaction() as session:
+        call = _call_by_sid(session, report.call_sid)
+        if call is None:
+            log.info("recording status for an unknown call call_sid=%s", report.call_sid)
+            return "unknown_call"
+        _attach_recording(session, call, report)
+        return "recorded"
+
+
+# --- forwards -----------------------------------------------------------------------------------
+
+FORWARD_TAKEN = frozenset({"completed", "answered"})
+
+
+def _reason_message(reason: str | None) -> Message:
+    if reason == "no_operator":
+        return Message.NO_OPERATOR
+    if reason and reason.startswith("overflow"):
+        return Message.OVERFLOW
+    return closed_message(reason or "outside_hours")
+
+
+def record_forward_result(call_sid: str, dial_status: str, now: datetime) -> QueueResultAnswer:
+    """The forward's Dial action: taken -> the call is over; not taken -> the message, then hang up."""
+    with db.transaction() as session:
+        call = _call_by_sid(session, call_sid)
+        if call is None:
+            log.warning("forward result for an unknown call call_sid=%s", call_sid)
+            return QueueResultAnswer("unknown_call", hang_up=True)
+        _record(session, call, "forward_result", now, {"status": dial_status}, f"forward:{call_sid}")
+        if dial_status in FORWARD_TAKEN or call.queue is None:
+            return QueueResultAnswer("forwarded", hang_up=True)
+        log.info("forward not taken call_sid=%s status=%s", call_sid, dial_status)
+        say = _message(session, call.queue, _reason_message(call.outcome_reason), None, default=True)
+        return QueueResultAnswer("forward_failed", say, hang_up=True)
 
 
 # --- status callbacks ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -56,7 +57,7 @@ def absolute(base_url: str, url: str) -> str:
     return url if "://" in url else base_url.rstrip("/") + "/" + url.lstrip("/")
 
 
-def _add(response: VoiceResponse, utterances: Sequence[Utterance], base_url: str) -> None:
+def _add(response: Any, utterances: Sequence[Utterance], base_url: str) -> None:
     for u in utterances:
         if u.audio_url:
             response.play(absolute(base_url, u.audio_url))
@@ -84,18 +85,33 @@ def enqueue(base_url: str, queue_id: int, before: Sequence[Utterance] = ()) -> s
     return str(response)
 
 
-def wait(base_url: str, utterances: Sequence[Utterance], music: Music | None, music_seconds: int) -> str:
-    """One waitUrl document: what is said now, then music (or silence) until the next fetch."""
+def wait(
+    base_url: str,
+    utterances: Sequence[Utterance],
+    music: Music | None,
+    music_seconds: int,
+    listen_action: str | None = None,
+) -> str:
+    """One waitUrl document: what is said now, then music (or silence) until the next fetch.
+
+    With `listen_action` the whole document is wrapped in `<Gather numDigits="1">`, so a key the
+    caller presses (the caller options: 1 call me back, 2 leave a message) stops the audio and is
+    posted there. Without a key the Gather falls through, the document ends and Twilio fetches the
+    waitUrl again, as it does without one.
+    """
     response = VoiceResponse()
-    _add(response, utterances, base_url)
+    target: Any = response
+    if listen_action:
+        target = response.gather(num_digits=1, action=listen_action, method="POST", timeout=1)
+    _add(target, utterances, base_url)
     if music_seconds > 0:
         if music is None:
-            response.pause(length=music_seconds)
+            target.pause(length=music_seconds)
         else:
             loops = 1
             if music.track_seconds:
                 loops = max(1, math.floor(music_seconds / music.track_seconds + 0.5))
-            response.play(absolute(base_url, music.url), loop=loops)
+            target.play(absolute(base_url, music.url), loop=loops)
     return str(response)
 
 
@@ -103,6 +119,78 @@ def say_and_hang_up(base_url: str, utterances: Sequence[Utterance]) -> str:
     response = VoiceResponse()
     _add(response, utterances, base_url)
     response.hangup()
+    return str(response)
+
+
+def reject_busy() -> str:
+    """The only verb, so the call is never answered (nor billed): the caller hears busy."""
+    response = VoiceResponse()
+    response.reject(reason="busy")
+    return str(response)
+
+
+def say_and_forward(
+    base_url: str,
+    utterances: Sequence[Utterance],
+    number: str,
+    caller_id: str | None = None,
+    action: str | None = None,
+    timeout: int = 30,
+) -> str:
+    """What is said (maybe nothing), then the call is forwarded to `number`.
+
+    `caller_id` is the caller's own number, so whoever answers sees who is calling. `action` is
+    asked how the forward went, so a forward nobody answers still ends with a message.
+    """
+    response = VoiceResponse()
+    _add(response, utterances, base_url)
+    attributes: dict[str, Any] = {"timeout": timeout}
+    if caller_id:
+        attributes["caller_id"] = caller_id
+    if action:
+        attributes.update(action=action, method="POST")
+    dial = response.dial(**attributes)
+    dial.number(number)
+    return str(response)
+
+
+def say_and_leave(base_url: str, utterances: Sequence[Utterance]) -> str:
+    """In a waitUrl (or its Gather action): say something, then leave the queue.
+
+    Twilio then asks the Enqueue action with `QueueResult=leave`, whose answer continues the call.
+    """
+    response = VoiceResponse()
+    _add(response, utterances, base_url)
+    response.leave()
+    return str(response)
+
+
+def say_only(base_url: str, utterances: Sequence[Utterance]) -> str:
+    """Say something and end the document (in a waitUrl: Twilio fetches the waitUrl again)."""
+    response = VoiceResponse()
+    _add(response, utterances, base_url)
+    return str(response)
+
+
+def record_message(
+    base_url: str,
+    utterances: Sequence[Utterance],
+    action: str,
+    status_callback: str,
+    max_length: int = 120,
+) -> str:
+    """The prompt, then a recording of up to `max_length` seconds; `action` continues the call."""
+    response = VoiceResponse()
+    _add(response, utterances, base_url)
+    response.record(
+        max_length=max_length,
+        action=action,
+        method="POST",
+        play_beep=True,
+        finish_on_key="#",
+        recording_status_callback=status_callback,
+        recording_status_callback_method="POST",
+    )
     return str(response)
 
 

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import PROJECT_ROOT, get_clock, webhook_log
 from ..extensions import csrf, db
-from ..services import calls
+from ..services import calls, closing
 from ..telephony import twiml
 from ..telephony.signatures import twilio_signed
 
@@ -65,17 +65,51 @@ def _apologise(error: Exception) -> Response | HTTPException:
     return twiml_response(twiml.say_and_hang_up(_base(), calls.apology()))
 
 
+def _url(path: str) -> str:
+    return _base().rstrip("/") + path
+
+
+def _forward_twiml(say: tuple[twiml.Utterance, ...], forward: calls.Forward) -> str:
+    return twiml.say_and_forward(
+        _base(), say, forward.number, forward.caller_id, action=_url("/twilio/forward-result")
+    )
+
+
 def _arrival_twiml(arrival: calls.Arrival) -> str:
-    webhook_log.outcome(arrival.kind.value)
+    webhook_log.outcome(
+        arrival.kind.value + ("_busy" if arrival.busy else "_forward" if arrival.forward else "")
+    )
     if arrival.enqueue and arrival.queue_id is not None:
         return twiml.enqueue(_base(), arrival.queue_id, arrival.say)
+    if arrival.busy:
+        return twiml.reject_busy()
+    if arrival.forward is not None:
+        return _forward_twiml(arrival.say, arrival.forward)
     return twiml.say_and_hang_up(_base(), arrival.say)
+
+
+def _queue_result_twiml(answer: calls.QueueResultAnswer) -> str:
+    webhook_log.outcome(answer.outcome)
+    if answer.record:
+        return twiml.record_message(
+            _base(),
+            answer.say,
+            action=_url("/twilio/voicemail"),
+            status_callback=_url("/twilio/voicemail-status"),
+        )
+    if answer.forward is not None:
+        return _forward_twiml(answer.say, answer.forward)
+    if answer.hang_up:
+        return twiml.say_and_hang_up(_base(), answer.say)
+    return twiml.empty()
 
 
 @bp.post("/twilio/voice")
 @twilio_signed
 def incoming_call() -> Response:
-    arrival = calls.answer_incoming(calls.IncomingCall.from_form(request.form), get_clock().now())
+    arrival = calls.answer_incoming(
+        calls.IncomingCall.from_form(request.form), get_clock().now(), _queue_facts()
+    )
     return twiml_response(_arrival_twiml(arrival))
 
 
@@ -94,8 +128,59 @@ def wait() -> Response:
     if answer.gone:
         webhook_log.outcome("gone")
         return twiml_response(twiml.say_and_hang_up(_base(), answer.say))
+    if answer.leave:
+        webhook_log.outcome("leave")
+        return twiml_response(twiml.say_and_leave(_base(), answer.say))
     webhook_log.outcome("announced" if answer.say else "music")
-    return twiml_response(twiml.wait(_base(), answer.say, answer.music, answer.music_seconds))
+    listen = _url("/twilio/options") if answer.listen else None
+    return twiml_response(twiml.wait(_base(), answer.say, answer.music, answer.music_seconds, listen))
+
+
+@bp.post("/twilio/options")
+@twilio_signed
+def caller_option() -> Response:
+    """The waitUrl's Gather: still inside the queue, so only wait verbs (Say, Leave, Hangup)."""
+    answer = calls.choose_option(
+        request.form.get("CallSid", ""), request.form.get("Digits", ""), get_clock().now()
+    )
+    webhook_log.outcome(answer.outcome)
+    if answer.hang_up:
+        return twiml_response(twiml.say_and_hang_up(_base(), answer.say))
+    if answer.leave:
+        return twiml_response(twiml.say_and_leave(_base(), answer.say))
+    return twiml_response(twiml.say_only(_base(), answer.say))
+
+
+@bp.post("/twilio/voicemail")
+@twilio_signed
+def voicemail() -> Response:
+    answer = calls.record_voicemail(calls.RecordingReport.from_form(request.form), get_clock().now())
+    return twiml_response(_queue_result_twiml(answer))
+
+
+@bp.post("/twilio/voicemail-status")
+@twilio_signed
+def voicemail_status() -> Response:
+    outcome = calls.record_recording_status(calls.RecordingReport.from_form(request.form), get_clock().now())
+    webhook_log.outcome(outcome)
+    return twiml_response(twiml.empty())
+
+
+@bp.post("/twilio/closed/<call_sid>")
+@twilio_signed
+def closed_while_waiting(call_sid: str) -> Response:
+    """Where the worker redirects a waiting caller whose queue closed (services/closing.py)."""
+    arrival = closing.answer_closed(call_sid, get_clock().now())
+    return twiml_response(_arrival_twiml(arrival))
+
+
+@bp.post("/twilio/forward-result")
+@twilio_signed
+def forward_result() -> Response:
+    answer = calls.record_forward_result(
+        request.form.get("CallSid", ""), request.form.get("DialCallStatus", ""), get_clock().now()
+    )
+    return twiml_response(_queue_result_twiml(answer))
 
 
 @bp.post("/twilio/queue-result")
@@ -107,10 +192,7 @@ def queue_result() -> Response:
         request.form.get("QueueTime"),
         get_clock().now(),
     )
-    webhook_log.outcome(answer.outcome)
-    if answer.hang_up:
-        return twiml_response(twiml.say_and_hang_up(_base(), answer.say))
-    return twiml_response(twiml.empty())
+    return twiml_response(_queue_result_twiml(answer))
 
 
 @bp.post("/twilio/status")

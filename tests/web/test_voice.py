@@ -12,7 +12,16 @@ from sqlalchemy import func, select
 
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
-from queue_app.models import Call, CallEvent, OperatorStatus, Prompt, Queue, QueueLogin
+from queue_app.models import (
+    Call,
+    CallEvent,
+    MissedCall,
+    OperatorStatus,
+    Prompt,
+    Queue,
+    QueueLogin,
+    Recording,
+)
 from queue_app.services import calls
 
 from ..factories import Personas, make_number, make_org, make_queue
@@ -542,3 +551,150 @@ def test_it_keeps_phone_numbers_scoped_to_their_organisation(
     call = call_row(app, sid)
     assert call.organisation_id == personas.charlie.organisation_id
     assert call.queue_id == personas.charlie.queue_id
+
+
+# --- caller options: call me back, leave a message ----------------------------------------------
+
+
+def enable_options(app: Flask, personas: Personas, **values: object) -> None:
+    with app.app_context(), db.transaction() as session:
+        queue = session.get(Queue, personas.bob.queue_id)
+        assert queue is not None
+        queue.callback_enabled = True
+        queue.voicemail_enabled = True
+        queue.caller_options_after_seconds = 90
+        for key, value in values.items():
+            setattr(queue, key, value)
+
+
+def test_it_offers_the_caller_options_only_after_the_configured_wait(
+    app: Flask, client: FlaskClient, personas: Personas, clock: ManualClock
+) -> None:
+    enable_options(app, personas)
+    sid = arrive(client, personas)
+    assert wait_fetch(client, sid).find("Gather") is None
+    clock.advance(90)
+
+    root = wait_fetch(client, sid)
+    [gather] = list(root)
+    assert gather.tag == "Gather"
+    assert gather.attrib == {
+        "numDigits": "1",
+        "action": f"{BASE}/twilio/options",
+        "method": "POST",
+        "timeout": "1",
+    }
+    said = spoken_text(root)
+    assert said[-2:] == [
+        "Om du vill att vi ringer upp dig i stället för att vänta, tryck 1. Du behåller din plats i kön.",
+        "Om du vill lämna ett meddelande, tryck 2.",
+    ]
+    assert gather[-1].tag == "Play", "the music is inside the Gather, so a key works during it"
+    clock.advance(25)
+    again = wait_fetch(client, sid)
+    assert again.find("Gather") is not None, "the keys keep working"
+    assert not any("tryck" in text for text in spoken_text(again)), "the offer is not repeated at once"
+
+
+def test_it_offers_no_callback_to_a_withheld_number(
+    app: Flask, client: FlaskClient, personas: Personas, clock: ManualClock
+) -> None:
+    enable_options(app, personas, language="en")
+    sid = new_call_sid()
+    twiml_of(signed_post(client, "/twilio/voice", voice_params(personas.bob.number, sid, from_="anonymous")))
+    clock.advance(90)
+    said = spoken_text(wait_fetch(client, sid))
+    assert "To leave a message, press 2." in said
+    assert not any("press 1" in text for text in said)
+    root = twiml_of(signed_post(client, "/twilio/options", call_params(sid, Digits="1")))
+    assert spoken_text(root) == ["That is not one of the choices. You keep your place in the queue."]
+    assert call_row(app, sid).state == "waiting"
+
+
+def test_it_keeps_the_place_of_a_caller_who_asks_to_be_called_back(
+    app: Flask, client: FlaskClient, personas: Personas, clock: ManualClock
+) -> None:
+    enable_options(app, personas)
+    first = arrive(client, personas)
+    clock.advance(1)
+    second = arrive(client, personas)
+    clock.advance(90)
+
+    root = twiml_of(signed_post(client, "/twilio/options", call_params(first, Digits="1")))
+    assert [c.tag for c in root] == ["Say", "Leave"]
+    assert spoken_text(root)[0].startswith("Tack. Vi ringer upp dig")
+    call = call_row(app, first)
+    assert (call.state, call.callback_number) == ("callback_pending", "+46701234567")
+
+    after = twiml_of(signed_post(client, "/twilio/queue-result", call_params(first, QueueResult="leave")))
+    assert [c.tag for c in after] == ["Hangup"]
+    signed_post(client, "/twilio/status", call_params(first, CallStatus="completed", SequenceNumber="2"))
+    assert call_row(app, first).state == "callback_pending"
+    assert "Du är nummer två i kön." in spoken_text(wait_fetch(client, second)), (
+        "the callback keeps its place"
+    )
+
+
+def test_it_records_a_message_attached_to_the_call_and_lists_it_as_missed(
+    app: Flask, client: FlaskClient, personas: Personas, clock: ManualClock
+) -> None:
+    enable_options(app, personas)
+    sid = arrive(client, personas)
+    clock.advance(90)
+
+    root = twiml_of(signed_post(client, "/twilio/options", call_params(sid, Digits="2")))
+    assert [c.tag for c in root] == ["Leave"]
+    after = twiml_of(signed_post(client, "/twilio/queue-result", call_params(sid, QueueResult="leave")))
+    assert [c.tag for c in after] == ["Say", "Record"]
+    assert spoken_text(after) == [
+        "Tala in ditt meddelande efter tonen. Tryck fyrkant eller lägg på när du är klar."
+    ]
+    record = after[1].attrib
+    assert record["maxLength"] == "120"
+    assert record["action"] == f"{BASE}/twilio/voicemail"
+    assert record["recordingStatusCallback"] == f"{BASE}/twilio/voicemail-status"
+
+    recording_url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1"
+    done = twiml_of(
+        signed_post(
+            client,
+            "/twilio/voicemail",
+            call_params(sid, RecordingUrl=recording_url, RecordingDuration="14", Digits="#"),
+        )
+    )
+    assert [c.tag for c in done] == ["Say", "Hangup"]
+    assert spoken_text(done)[0].startswith("Tack för ditt meddelande.")
+    status = call_params(sid, RecordingSid="RE1", RecordingUrl=recording_url, RecordingStatus="completed")
+    assert (
+        signed_post(client, "/twilio/voicemail-status", status | {"RecordingDuration": "14"}).status_code
+        == 200
+    )
+
+    call = call_row(app, sid)
+    assert (call.state, call.outcome_reason) == ("abandoned", "voicemail")
+    with app.app_context(), db.transaction() as session:
+        [recording] = session.scalars(select(Recording).where(Recording.call_id == call.id)).all()
+        assert (
+            recording.recording_sid,
+            recording.twilio_url,
+            recording.duration_seconds,
+            recording.status,
+        ) == (
+            "RE1",
+            recording_url,
+            14.0,
+            "completed",
+        )
+        [missed] = session.scalars(select(MissedCall).where(MissedCall.call_id == call.id)).all()
+        assert (missed.reason, missed.queue_id) == ("voicemail", personas.bob.queue_id)
+
+
+def test_it_lists_a_caller_who_hangs_up_while_waiting_as_missed_once(
+    app: Flask, client: FlaskClient, personas: Personas, clock: ManualClock
+) -> None:
+    sid = arrive(client, personas)
+    clock.advance(30)
+    for _ in range(2):
+        signed_post(client, "/twilio/queue-result", call_params(sid, QueueResult="hangup", QueueTime="30"))
+        signed_post(client, "/twilio/status", call_params(sid, CallStatus="completed", SequenceNumber="3"))
+    assert count(app, MissedCall, MissedCall.reason == "abandoned") == 1
