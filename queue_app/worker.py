@@ -25,7 +25,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import get_clock
 from .extensions import db
-from .services import dispatch, operators, transfers
+from .services import closing, dispatch, operators, transfers
 from .services import offers as offer_service
 from .services.dispatch import PendingRedirect
 from .telephony.rest import TwilioRest
@@ -41,12 +41,14 @@ def run_pending(now: datetime) -> datetime | None:
     """One round of the worker's work at `now` (inside an app context); the next deadline or None."""
     dispatch.reclaim_expired_offers(now)
     operators.end_due_wrap_ups(now)
-    redirects = transfers.claim_due(now) + dispatch.dispatch_once(now)
+    # Closing first: a caller whose queue just closed must not be offered to an operator.
+    redirects: list[PendingRedirect] = [*closing.apply_closures(now)]
+    redirects += transfers.claim_due(now) + dispatch.dispatch_once(now)
     failed = perform_redirects(redirects, now)
     if failed:
         # A failed redirect freed operators; another round may use them at once.
         return now
-    return next_deadline()
+    return next_deadline(now)
 
 
 def perform_redirects(redirects: list[PendingRedirect], now: datetime, rest: TwilioRest | None = None) -> int:
@@ -79,13 +81,14 @@ def _undo(redirect: PendingRedirect, now: datetime, reason: str, gone: bool) -> 
         log.exception("could not undo the failed redirect of %s", redirect.call_sid)
 
 
-def next_deadline() -> datetime | None:
+def next_deadline(now: datetime) -> datetime | None:
     with db.transaction() as session:
         candidates = [
             dispatch.next_offer_deadline(session),
             operators.next_wrap_up_end(session),
             transfers.next_attempt(session),
         ]
+    candidates.append(closing.next_closing_at(now))
     present = [c for c in candidates if c is not None]
     return min(present) if present else None
 
