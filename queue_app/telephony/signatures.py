@@ -22,13 +22,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def public_url(req: Request) -> str:
-    """The URL as Twilio requested it: public origin + the raw path and query, byte-exact."""
+    """The URL as Twilio requested it: public origin + the raw path and query, byte-exact.
+
+    The path comes from the server's raw request line where it keeps one (gunicorn's RAW_URI,
+    REQUEST_URI), the query always from QUERY_STRING: not every server puts the query in the former.
+    """
     raw = req.environ.get("RAW_URI") or req.environ.get("REQUEST_URI")
-    if not raw:
-        raw = quote(req.script_root + req.path, safe="/%:@!$&'()*+,;=-._~")
-        if req.query_string:
-            raw += "?" + req.query_string.decode("latin-1")
-    return current_app.config["PUBLIC_BASE_URL"] + raw
+    if raw:
+        path = raw.split("?", 1)[0]
+    else:
+        path = quote(req.script_root + req.path, safe="/%:@!$&'()*+,;=-._~")
+    query = req.environ.get("QUERY_STRING", "")
+    return current_app.config["PUBLIC_BASE_URL"] + path + (f"?{query}" if query else "")
 
 
 def signature_is_valid(req: Request, auth_token: str) -> bool:

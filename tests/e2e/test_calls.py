@@ -1,0 +1,74 @@
+"""Whole calls through the emulator in virtual time: the caller's, the operator's and Twilio's view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from sqlalchemy import select
+
+from queue_app.clock import ManualClock
+from queue_app.extensions import db
+from queue_app.models import Call, MissedCall, OperatorStatus
+from queue_app.services import operators
+from queue_app.sim import CallerScript, ClientDevice, Emulator
+
+from .scenario import make_switchboard
+
+CALLER = "+46701234567"
+
+
+def call_row(call_sid: str) -> Call:
+    with db.transaction() as session:
+        call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+        assert call is not None
+        session.expunge(call)
+        return call
+
+
+def operator_state(user_id: int) -> str:
+    with db.transaction() as session:
+        status = session.get(OperatorStatus, user_id)
+        return status.state if status else "offline"
+
+
+def test_it_answers_a_caller_with_the_free_operator(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    with app.app_context():
+        board = make_switchboard(("op_anna",))
+        operators.log_in(board.operators["op_anna"], [board.queue_id], clock.now())
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=3))
+    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(talk_for=60))
+
+    assert call.wait_until(lambda: call.bridged_with is not None, timeout=120)
+    assert call.heard_text_contains("Välkommen")
+    with app.app_context():
+        assert call_row(call.sid).state == "connected"
+        assert operator_state(board.operators["op_anna"]) == "on_call"
+    emulator.advance(90)
+    assert call.status == "completed"
+    with app.app_context():
+        row = call_row(call.sid)
+        assert row.state == "completed"
+        assert row.answered_by_id == board.operators["op_anna"]
+        assert operator_state(board.operators["op_anna"]) in ("wrap_up", "available")
+    assert emulator.errors == []
+
+
+def test_it_counts_a_caller_who_gives_up_as_abandoned_once(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    with app.app_context():
+        board = make_switchboard(("op_anna",))
+        operators.log_in(board.operators["op_anna"], [board.queue_id], clock.now())
+        operators.pause(board.operators["op_anna"], "lunch", clock.now())
+    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=45))
+    emulator.advance(120)
+    assert call.status == "completed"
+    with app.app_context():
+        assert call_row(call.sid).state == "abandoned"
+        with db.transaction() as session:
+            missed = session.scalars(select(MissedCall)).all()
+            assert [m.reason for m in missed] == ["abandoned"]
+    assert emulator.errors == []
