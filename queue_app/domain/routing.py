@@ -17,6 +17,9 @@ call's queue, not already picked for another call in this plan, and skilled enou
 A `<Dial>` rings at most 10 nouns (twilio.md §7), so parallel and ring_all are capped at 10, the
 longest idle first.
 
+A call that rang out at (or was declined by) an operator is next offered to the others of the same
+tier; it returns to that operator only when nobody else can take it.
+
 Skills and widening: a call requires the union of its queue's skills and its own (the caller's menu
 choice), each at a minimum level (the higher of the two when both name a skill). While a call has
 waited less than the queue's `skill_widen_after_seconds`, an operator needs every required skill at
@@ -55,6 +58,8 @@ class WaitingCall:
     priority: int
     entered_at: datetime  # UTC, kept across returns to the queue
     required_skills: Mapping[str, int] = field(default_factory=dict)  # skill name -> minimum level
+    # Operators who already let this call ring out or declined it: others are offered it first.
+    missed_by: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +183,11 @@ def plan_offers(
                 tiered.setdefault(tier, []).append(op)
         if not tiered:
             continue
-        chosen = _choose(rules, tiered[min(tiered)], memory.get(call.queue_id))
+        best = tiered[min(tiered)]
+        # Someone who has not yet missed this call goes first; the same operator again only if
+        # nobody else can take it (a one-person switchboard must still ring).
+        fresh = [op for op in best if op.user_id not in call.missed_by]
+        chosen = _choose(rules, fresh or best, memory.get(call.queue_id))
         for uid in chosen:
             del free[uid]
         memory[call.queue_id] = chosen[-1]

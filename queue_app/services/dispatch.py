@@ -87,6 +87,24 @@ def _dispatcher_lock(session: Session, exclusive: bool) -> Iterator[bool]:
             _local_lock.release()
 
 
+MISSED_OFFER_STATES = (OfferState.NO_ANSWER.value, OfferState.DECLINED.value, OfferState.UNREACHABLE.value)
+
+
+def _missed_by(session: Session, call_ids: list[int]) -> dict[int, set[int]]:
+    """Which operators already missed each of these calls."""
+    missed: dict[int, set[int]] = {}
+    if not call_ids:
+        return missed
+    rows = session.execute(
+        select(Offer.call_id, Offer.user_id).where(
+            Offer.call_id.in_(call_ids), Offer.state.in_(MISSED_OFFER_STATES)
+        )
+    )
+    for call_id, user_id in rows:
+        missed.setdefault(call_id, set()).add(user_id)
+    return missed
+
+
 def dispatch_once(now: datetime, *, exclusive: bool = True) -> list[PendingRedirect]:
     """Make every offer that can be made now; returns the redirects to perform after commit.
 
@@ -103,6 +121,7 @@ def dispatch_once(now: datetime, *, exclusive: bool = True) -> list[PendingRedir
         if not calls:
             return []
         queues = _load_queue_rules(session, sorted({c.queue_id for c in calls.values()}))
+        missed = _missed_by(session, list(calls))
         snapshots = [
             routing.WaitingCall(
                 call_id=c.id,
@@ -110,6 +129,7 @@ def dispatch_once(now: datetime, *, exclusive: bool = True) -> list[PendingRedir
                 priority=c.priority,
                 entered_at=c.entered_queue_at or c.arrived_at,
                 required_skills=dict(c.required_skills or {}),
+                missed_by=frozenset(missed.get(c.id, ())),
             )
             for c in calls.values()
         ]

@@ -72,3 +72,69 @@ def test_it_counts_a_caller_who_gives_up_as_abandoned_once(
             missed = session.scalars(select(MissedCall)).all()
             assert [m.reason for m in missed] == ["abandoned"]
     assert emulator.errors == []
+
+
+def answer_by(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str], **devices: str
+):  # type: ignore[no-untyped-def]
+    """A switchboard with the given operators logged in and their browsers set to `mode`."""
+    with app.app_context():
+        board = make_switchboard(tuple(devices))
+        for identity in devices:
+            operators.log_in(board.operators[identity], [board.queue_id], clock.now())
+            # Stagger their idle time so longest-idle picks them in the order given.
+            clock.advance(1)
+    for identity, mode in devices.items():
+        emulator.register_client(identity, ClientDevice(mode=mode, answer_after=3))  # type: ignore[arg-type]
+    return board, incoming_number(board.number)
+
+
+def test_it_offers_the_call_to_the_next_operator_when_one_does_not_answer(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    board, number = answer_by(app, clock, emulator, incoming_number, op_anna="ignore", op_bo="answer")
+    with app.app_context():
+        from tests.e2e.scenario import queue_settings
+
+        queue_settings(board.queue_id, strategy="longest_idle")
+    call = emulator.place_call(CALLER, number, CallerScript(talk_for=30))
+    assert call.wait_until(lambda: call.bridged_with is not None, timeout=180)
+    with app.app_context():
+        row = call_row(call.sid)
+        assert row.answered_by_id == board.operators["op_bo"]
+        with db.transaction() as session:
+            anna = session.get(OperatorStatus, board.operators["op_anna"])
+            assert anna is not None and anna.missed_no_answer == 1
+    # The caller kept hearing the queue, not silence, while Anna's phone rang out.
+    assert call.heard_text_contains("Välkommen")
+    assert emulator.errors == []
+
+
+def test_it_rings_two_operators_in_parallel_and_the_first_to_answer_wins(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    board, number = answer_by(app, clock, emulator, incoming_number, op_anna="answer", op_bo="answer")
+    emulator.register_client("op_bo", ClientDevice(mode="answer", answer_after=6))
+    with app.app_context():
+        from tests.e2e.scenario import queue_settings
+
+        queue_settings(board.queue_id, strategy="parallel", parallel_count=2)
+    call = emulator.place_call(CALLER, number, CallerScript(talk_for=30))
+    assert call.wait_until(lambda: call.bridged_with is not None, timeout=120)
+    legs = call.children
+    assert sorted(leg.status for leg in legs) == ["canceled", "in-progress"]
+    with app.app_context():
+        assert call_row(call.sid).answered_by_id == board.operators["op_anna"]
+        assert operator_state(board.operators["op_bo"]) == "available"
+    assert emulator.errors == []
+
+
+def test_it_apologises_on_an_unknown_number(
+    emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    call = emulator.place_call(CALLER, incoming_number("+46855599999"))
+    emulator.advance(30)
+    assert call.status == "completed"
+    assert call.heard_texts, "the caller heard something"
+    assert not call.heard_text_contains("application error")
+    assert emulator.errors == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -273,3 +273,20 @@ def test_it_keeps_plans_deterministic() -> None:
 
 def test_it_accepts_aware_datetimes_only_in_utc_consistently() -> None:
     assert isinstance(NOW, datetime) and NOW.tzinfo is not None
+
+
+def test_it_offers_a_missed_call_to_someone_else_first() -> None:
+    now = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    call = WaitingCall(1, 10, 0, now, missed_by=frozenset({1}))
+    anna = OperatorSnapshot(1, "available", frozenset({10}), idle_since=None)
+    bo = OperatorSnapshot(2, "available", frozenset({10}), idle_since=now)
+    plan = plan_offers([call], [anna, bo], {10: QueueRules(10, strategy="longest_idle")}, now)
+    assert [offer.user_ids for offer in plan] == [(2,)]
+
+
+def test_it_rings_the_same_operator_again_when_nobody_else_can_take_the_call() -> None:
+    now = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    call = WaitingCall(1, 10, 0, now, missed_by=frozenset({1}))
+    anna = OperatorSnapshot(1, "available", frozenset({10}))
+    plan = plan_offers([call], [anna], {10: QueueRules(10, strategy="fair")}, now)
+    assert [offer.user_ids for offer in plan] == [(1,)]
