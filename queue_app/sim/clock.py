@@ -50,13 +50,18 @@ class Scheduler:
         self.events_run = 0
 
     def now(self) -> datetime:
+        # The clock is shared with the app: when a test (or anyone) moves it forward between events,
+        # virtual time follows rather than setting it back.
+        shared = self.clock.now()
+        if shared > self._now:
+            self._now = shared
         return self._now
 
     def call_at(self, at: datetime, callback: Callable[[], None], background: bool = False) -> Event:
         """Schedule `callback`; `background` events (periodic ticks) do not keep the run busy."""
         with self.lock:
             self._seq += 1
-            event = Event(max(at, self._now), self._seq, callback, background, owner=self)
+            event = Event(max(at, self.now()), self._seq, callback, background, owner=self)
             if not background:
                 self._foreground += 1
             heapq.heappush(self._heap, event)
@@ -64,7 +69,7 @@ class Scheduler:
             return event
 
     def call_later(self, seconds: float, callback: Callable[[], None], background: bool = False) -> Event:
-        return self.call_at(self._now + timedelta(seconds=max(0.0, seconds)), callback, background)
+        return self.call_at(self.now() + timedelta(seconds=max(0.0, seconds)), callback, background)
 
     def pending(self) -> int:
         """Scheduled events that are not background ticks and not canceled."""
