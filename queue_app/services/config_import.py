@@ -16,6 +16,7 @@ from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from ..domain.text import fold
 from ..extensions import db
 from ..models import (
     Closure,
@@ -481,8 +482,4 @@ class _Apply:
 
 def search_text(*parts: str | None) -> str:
     """Lower-cased, diacritics removed: "Åke Öberg Ekonomi" -> "ake oberg ekonomi"."""
-    import unicodedata
-
-    joined = " ".join(p for p in parts if p)
-    decomposed = unicodedata.normalize("NFKD", joined.casefold())
-    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
+    return fold(" ".join(p for p in parts if p))
