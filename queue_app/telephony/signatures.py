@@ -28,10 +28,7 @@ def public_url(req: Request) -> str:
     REQUEST_URI), the query always from QUERY_STRING: not every server puts the query in the former.
     """
     raw = req.environ.get("RAW_URI") or req.environ.get("REQUEST_URI")
-    if raw:
-        path = raw.split("?", 1)[0]
-    else:
-        path = quote(req.script_root + req.path, safe="/%:@!$&'()*+,;=-._~")
+    path = raw.split("?", 1)[0] if raw else quote(req.script_root + req.path, safe="/%:@!$&'()*+,;=-._~")
     query = req.environ.get("QUERY_STRING", "")
     return current_app.config["PUBLIC_BASE_URL"] + path + (f"?{query}" if query else "")
 
