@@ -26,6 +26,7 @@ import phonenumbers
 from dateutil.rrule import rrule, rrulestr
 from email_validator import EmailNotValidError, validate_email
 
+from ..domain.message_templates import TEMPLATE_FIELDS
 from ..models import (
     Availability,
     ClosedAction,
@@ -58,7 +59,6 @@ TOP_LEVEL_KEYS = (
 )
 # The collections, in the order they are applied (references point backwards).
 COLLECTIONS = TOP_LEVEL_KEYS[2:]
-TEMPLATE_FIELDS = ("caller", "number", "time", "topic", "message", "operator", "queue")
 MIN_PASSWORD_LENGTH = 8
 SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
 CLIENT_IDENTITY = re.compile(r"^[A-Za-z0-9_]{1,128}$")
