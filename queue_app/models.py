@@ -470,7 +470,8 @@ class Call(Base):
     __tablename__ = "calls"
     __table_args__ = (
         check_in("state", CallState),
-        Index("ix_calls_queue_waiting", "queue_id", "state", "priority", "entered_queue_at"),
+        # Fair distribution counts each operator's calls answered since the start of the day.
+        Index("ix_calls_answered_by", "answered_by_id", "answered_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -499,6 +500,17 @@ class Call(Base):
     queue: Mapped[Queue | None] = relationship()
 
 
+# The dispatcher reads the head of each queue: highest priority first, then the longest waiting.
+Index(
+    "ix_calls_queue_order",
+    Call.queue_id,
+    Call.state,
+    Call.priority.desc(),
+    Call.entered_queue_at,
+    Call.id,
+)
+
+
 class CallEvent(Base):
     """Append-only log of what happened to a call; all statistics are computed from it.
 
@@ -522,7 +534,11 @@ class OperatorStatus(Base):
     """An operator's current state; one row per user who has ever logged in."""
 
     __tablename__ = "operator_statuses"
-    __table_args__ = (check_in("state", OperatorState),)
+    __table_args__ = (
+        check_in("state", OperatorState),
+        # The dispatcher looks for available operators, organisation by organisation.
+        Index("ix_operator_statuses_state", "state", "organisation_id"),
+    )
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
@@ -644,6 +660,9 @@ class Recording(Base):
     duration_seconds: Mapped[float | None] = mapped_column()
     status: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    # A prompt recorded by phone (purpose "prompt"): the prompt it replaces, the admin who is called.
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class MissedCall(Base):

@@ -1,11 +1,12 @@
 """The background process: sweeps, the dispatcher, and the REST redirects that follow a commit.
 
-`run_pending(now)` does one round: reclaim offers past their deadline, end due wrap-ups, claim due
-transfer attempts, dispatch, and only after those transactions have committed move the callers with
+`run_pending(now)` does one round: reclaim offers past their deadline, end due wrap-ups, log out
+operators whose console vanished (no heartbeat for HEARTBEAT_TIMEOUT_SECONDS), claim due transfer
+attempts, dispatch, and only after those transactions have committed move the callers with
 Twilio's REST API. It returns the next stored deadline it knows of, so a virtual-time emulator can
 call it again exactly then. Every timer is derived from a stored deadline (offer `deadline_at`,
-`wrap_up_until`, transfer `next_attempt_at`), so nothing is lost when a worker dies: the next one's
-sweep repairs it.
+`wrap_up_until`, `last_heartbeat_at`, transfer `next_attempt_at`), so nothing is lost when a worker
+dies: the next one's sweep repairs it.
 
 `run_forever` calls it in a loop, waking early when told (`dispatch.wake()`: an in-process event,
 and PostgreSQL's NOTIFY koe_wake for web processes elsewhere). SIGTERM finishes the current round,
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
@@ -37,18 +38,37 @@ DEFAULT_INTERVAL_SECONDS = 2.0
 CALLER_GONE_CODES = frozenset({20404, 21220})
 
 
+# Another worker held an organisation's dispatch lock: look again this soon, in case it read the
+# database just before the change that woke us.
+BUSY_RETRY_SECONDS = 0.25
+
+
+def heartbeat_timeout() -> int:
+    return int(
+        current_app.config.get("HEARTBEAT_TIMEOUT_SECONDS", operators.DEFAULT_HEARTBEAT_TIMEOUT_SECONDS)
+    )
+
+
 def run_pending(now: datetime) -> datetime | None:
     """One round of the worker's work at `now` (inside an app context); the next deadline or None."""
     dispatch.reclaim_expired_offers(now)
     operators.end_due_wrap_ups(now)
+    # Before dispatching: nobody should ring at a console that has gone.
+    operators.log_out_vanished_consoles(now, heartbeat_timeout())
     # Closing first: a caller whose queue just closed must not be offered to an operator.
     redirects: list[PendingRedirect] = [*closing.apply_closures(now)]
-    redirects += transfers.claim_due(now) + dispatch.dispatch_once(now)
+    redirects += transfers.claim_due(now)
+    round_ = dispatch.dispatch_round(now)
+    redirects += round_.redirects
     failed = perform_redirects(redirects, now)
     if failed:
         # A failed redirect freed operators; another round may use them at once.
         return now
-    return next_deadline(now)
+    upcoming = next_deadline(now)
+    if round_.busy:
+        retry = now + timedelta(seconds=BUSY_RETRY_SECONDS)
+        upcoming = retry if upcoming is None else min(upcoming, retry)
+    return upcoming
 
 
 def perform_redirects(redirects: list[PendingRedirect], now: datetime, rest: TwilioRest | None = None) -> int:
@@ -86,6 +106,7 @@ def next_deadline(now: datetime) -> datetime | None:
         candidates = [
             dispatch.next_offer_deadline(session),
             operators.next_wrap_up_end(session),
+            operators.next_console_deadline(session, now, heartbeat_timeout()),
             transfers.next_attempt(session),
         ]
     candidates.append(closing.next_closing_at(now))

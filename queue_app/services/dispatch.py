@@ -5,10 +5,21 @@ gets what, claims each call and operator with a conditional UPDATE (`WHERE state
 `'available'`, and `rowcount == 1`, as healthchecks' sendalerts does), commits, and only then
 returns the redirects. The worker performs them (REST, after commit); a failed one cancels its offer.
 
+Each organisation is dispatched in its own transaction under its own lock, so one busy switchboard
+never holds up another and two workers can share the organisations between them.
+
 On PostgreSQL the rows are read with `FOR UPDATE SKIP LOCKED`, so a second dispatcher or a webhook
-holding a row never leads to one call offered twice or one operator ringing twice; a transaction-level
-advisory lock keeps one dispatcher at work at a time (a dead worker's lock dies with its connection).
-On SQLite writers are serialised and a process-wide lock plays the advisory lock's part.
+holding a row never leads to one call offered twice or one operator ringing twice; a
+transaction-level advisory lock per organisation keeps one dispatcher at work on it at a time. The
+lock ends with the transaction, so a worker that dies mid-round leaves nothing behind: the other
+worker's next round takes the organisation over. On SQLite writers are serialised and an in-process
+lock per organisation plays the advisory lock's part.
+
+A round reads only the head of each queue: the first `free operators of that queue +
+WAITING_CALLS_SLACK` calls in priority and waiting order (an index serves exactly that order), so a
+round costs the same at 10 or 10,000 waiting callers. Only when skills leave an operator of a queue
+without a match in its head is more of that queue read, so nobody waits behind callers who need
+someone else.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import func, select, text, update
@@ -46,9 +57,13 @@ from . import offers
 
 log = logging.getLogger("koe.dispatch")
 
-# pg_try_advisory_xact_lock key: "Kö dispatcher". One global key: one dispatcher for all organisations.
+# pg_try_advisory_xact_lock(key1, key2) = (DISPATCH_LOCK_KEY, organisation id): "Kö dispatcher" for
+# that organisation. The two-key form cannot collide between organisations as a hash could.
 DISPATCH_LOCK_KEY = 0x4B_6F_64_69
-_local_lock = threading.Lock()
+# Callers read per queue beyond its free operators' count (parallel ringing and skills need a few more).
+WAITING_CALLS_SLACK = 10
+_local_locks: dict[int, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +86,35 @@ class _Rules:
     rules: routing.QueueRules
 
 
+def _local_lock(organisation_id: int) -> threading.Lock:
+    with _local_locks_guard:
+        return _local_locks.setdefault(organisation_id, threading.Lock())
+
+
+def _advisory_key(organisation_id: int) -> int:
+    # int4 range for the two-key form; organisation ids beyond it wrap (sharing a lock is harmless).
+    return (organisation_id + 2**31) % 2**32 - 2**31
+
+
 @contextmanager
-def _dispatcher_lock(session: Session, exclusive: bool) -> Iterator[bool]:
+def _dispatcher_lock(session: Session, organisation_id: int, exclusive: bool) -> Iterator[bool]:
     if not exclusive:
         yield True
         return
     if session.get_bind().dialect.name == "postgresql":
-        yield bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": DISPATCH_LOCK_KEY}))
+        acquired = session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:key, :org)"),
+            {"key": DISPATCH_LOCK_KEY, "org": _advisory_key(organisation_id)},
+        )
+        yield bool(acquired)
         return
-    acquired = _local_lock.acquire(blocking=False)
+    lock = _local_lock(organisation_id)
+    acquired = lock.acquire(blocking=False)
     try:
         yield acquired
     finally:
         if acquired:
-            _local_lock.release()
+            lock.release()
 
 
 MISSED_OFFER_STATES = (OfferState.NO_ANSWER.value, OfferState.DECLINED.value, OfferState.UNREACHABLE.value)
@@ -105,44 +135,131 @@ def _missed_by(session: Session, call_ids: list[int]) -> dict[int, set[int]]:
     return missed
 
 
-def dispatch_once(now: datetime, *, exclusive: bool = True) -> list[PendingRedirect]:
+@dataclass(frozen=True, slots=True)
+class DispatchRound:
+    redirects: list[PendingRedirect]
+    # Organisations another dispatcher was working on: look again soon, it may have missed a change.
+    busy: tuple[int, ...] = ()
+
+
+def dispatch_once(
+    now: datetime, *, exclusive: bool = True, organisation_ids: list[int] | None = None
+) -> list[PendingRedirect]:
     """Make every offer that can be made now; returns the redirects to perform after commit.
 
     `exclusive=False` skips the one-dispatcher lock (tests use it to race two dispatchers on row locks).
     """
-    with db.transaction() as session, _dispatcher_lock(session, exclusive) as acquired:
+    return dispatch_round(now, exclusive=exclusive, organisation_ids=organisation_ids).redirects
+
+
+def dispatch_round(
+    now: datetime, *, exclusive: bool = True, organisation_ids: list[int] | None = None
+) -> DispatchRound:
+    """`dispatch_once` for every organisation with an available operator, one transaction each."""
+    redirects: list[PendingRedirect] = []
+    busy: list[int] = []
+    for org_id in organisation_ids if organisation_ids is not None else organisations_to_dispatch():
+        made = dispatch_organisation(org_id, now, exclusive=exclusive)
+        if made is None:
+            busy.append(org_id)
+        else:
+            redirects += made
+    return DispatchRound(redirects, tuple(busy))
+
+
+def organisations_to_dispatch() -> list[int]:
+    """Organisations with an available operator logged in to a queue where someone waits.
+
+    The others have nothing to decide, so a round that finds nothing to do costs one query.
+    """
+    assert db.engine is not None, "database not configured"
+    someone_waits = (
+        select(Call.id)
+        .join(QueueLogin, QueueLogin.queue_id == Call.queue_id)
+        .where(QueueLogin.user_id == OperatorStatus.user_id, Call.state == CallState.WAITING.value)
+        .exists()
+    )
+    # A plain read on the reading engine: on SQLite it must not wait for another dispatcher's write lock.
+    with db.engine.connect() as conn:
+        return list(
+            conn.scalars(
+                select(OperatorStatus.organisation_id)
+                .where(OperatorStatus.state == OpState.AVAILABLE.value, someone_waits)
+                .distinct()
+                .order_by(OperatorStatus.organisation_id)
+            )
+        )
+
+
+def dispatch_organisation(
+    organisation_id: int, now: datetime, *, exclusive: bool = True
+) -> list[PendingRedirect] | None:
+    """One organisation's round in one transaction; None if another dispatcher holds its lock."""
+    with db.transaction() as session, _dispatcher_lock(session, organisation_id, exclusive) as acquired:
         if not acquired:
-            return []
-        operators, logins = _load_operators(session, now)
+            return None
+        operators, _logins = _load_operators(session, organisation_id)
         if not operators:
             return []
-        queue_ids = sorted({qid for qids in logins.values() for qid in qids})
-        calls = _load_waiting_calls(session, queue_ids)
+        free_per_queue: dict[int, int] = defaultdict(int)
+        for op in operators:
+            for qid in op.queue_ids:
+                free_per_queue[qid] += 1
+        limits = {qid: n + WAITING_CALLS_SLACK for qid, n in free_per_queue.items()}
+        calls = _load_waiting_calls(session, limits)
         if not calls:
             return []
-        queues = _load_queue_rules(session, sorted({c.queue_id for c in calls.values()}))
+        queues = _load_queue_rules(session, sorted({c.queue_id for c in calls.values() if c.queue_id}))
+        if any(r.rules.strategy == routing.FAIR for r in queues.values()):
+            operators = _with_answered_today(session, organisation_id, operators, now)
+        rules = {qid: r.rules for qid, r in queues.items()}
         missed = _missed_by(session, list(calls))
-        snapshots = [
-            routing.WaitingCall(
-                call_id=c.id,
-                queue_id=c.queue_id or 0,
-                priority=c.priority,
-                entered_at=c.entered_queue_at or c.arrived_at,
-                required_skills=dict(c.required_skills or {}),
-                missed_by=frozenset(missed.get(c.id, ())),
+        while True:
+            snapshots = [_snapshot(c, missed) for c in calls.values()]
+            plan = routing.plan_offers(snapshots, operators, rules, now)
+            # A queue whose head we read only in part, with an operator left free: skills kept
+            # them from every caller read so far, so read further before deciding.
+            chosen = {uid for p in plan for uid in p.user_ids}
+            left = {qid for op in operators if op.user_id not in chosen for qid in op.queue_ids}
+            loaded: dict[int, int] = defaultdict(int)
+            for c in calls.values():
+                loaded[c.queue_id or 0] += 1
+            short = {qid: limits[qid] * 4 for qid in left if qid in limits and loaded[qid] >= limits[qid]}
+            if not short:
+                break
+            limits.update(short)
+            more = _load_waiting_calls(session, short)
+            missed.update(_missed_by(session, [cid for cid in more if cid not in calls]))
+            calls.update(more)
+            new_queues = sorted(
+                {c.queue_id for c in more.values() if c.queue_id and c.queue_id not in queues}
             )
-            for c in calls.values()
-        ]
-        plan = routing.plan_offers(snapshots, operators, {qid: r.rules for qid, r in queues.items()}, now)
+            if new_queues:
+                queues.update(_load_queue_rules(session, new_queues))
+                rules = {qid: r.rules for qid, r in queues.items()}
         return _apply(session, plan, calls, queues, now)
 
 
+def _snapshot(call: Call, missed: dict[int, set[int]]) -> routing.WaitingCall:
+    return routing.WaitingCall(
+        call_id=call.id,
+        queue_id=call.queue_id or 0,
+        priority=call.priority,
+        entered_at=call.entered_queue_at or call.arrived_at,
+        required_skills=dict(call.required_skills or {}),
+        missed_by=frozenset(missed.get(call.id, ())),
+    )
+
+
 def _load_operators(
-    session: Session, now: datetime
+    session: Session, organisation_id: int
 ) -> tuple[list[routing.OperatorSnapshot], dict[int, set[int]]]:
     statuses = session.scalars(
         select(OperatorStatus)
-        .where(OperatorStatus.state == OpState.AVAILABLE.value)
+        .where(
+            OperatorStatus.state == OpState.AVAILABLE.value,
+            OperatorStatus.organisation_id == organisation_id,
+        )
         .order_by(OperatorStatus.user_id)
         .with_for_update(skip_locked=True)
     ).all()
@@ -163,7 +280,6 @@ def _load_operators(
         .where(UserSkill.user_id.in_(ids))
     ):
         skills[user_id][name] = level
-    answered = _answered_today(session, statuses, now)
 
     snapshots = []
     for status in statuses:
@@ -179,45 +295,48 @@ def _load_operators(
                 queue_ids=frozenset(logins[status.user_id]),
                 skills=skills[status.user_id],
                 idle_since=max(candidates) if candidates else None,
-                answered_today=answered[status.user_id],
             )
         )
     return snapshots, logins
 
 
-def _answered_today(
-    session: Session, statuses: list[OperatorStatus], now: datetime
-) -> dict[int, dict[int, int]]:
-    """Calls answered per operator and queue since the start of the day in each organisation's zone."""
-    by_org: dict[int, list[int]] = defaultdict(list)
-    for status in statuses:
-        by_org[status.organisation_id].append(status.user_id)
+def _with_answered_today(
+    session: Session, organisation_id: int, operators: list[routing.OperatorSnapshot], now: datetime
+) -> list[routing.OperatorSnapshot]:
+    """The operators with their calls answered per queue since the start of the organisation's day."""
+    zone = session.scalar(select(Organisation.timezone).where(Organisation.id == organisation_id)) or "UTC"
+    since = routing.start_of_day(now, zone)
     counts: dict[int, dict[int, int]] = defaultdict(dict)
-    for org_id, user_ids in by_org.items():
-        zone = session.scalar(select(Organisation.timezone).where(Organisation.id == org_id)) or "UTC"
-        since = routing.start_of_day(now, zone)
-        for user_id, queue_id, n in session.execute(
-            select(Call.answered_by_id, Call.queue_id, func.count())
-            .where(Call.answered_by_id.in_(user_ids), Call.answered_at >= since, Call.queue_id.is_not(None))
-            .group_by(Call.answered_by_id, Call.queue_id)
-        ):
-            counts[user_id][queue_id] = n
-    return counts
+    for user_id, queue_id, n in session.execute(
+        select(Call.answered_by_id, Call.queue_id, func.count())
+        .where(
+            Call.answered_by_id.in_([op.user_id for op in operators]),
+            Call.answered_at >= since,
+            Call.queue_id.is_not(None),
+        )
+        .group_by(Call.answered_by_id, Call.queue_id)
+    ):
+        counts[user_id][queue_id] = n
+    return [replace(op, answered_today=counts[op.user_id]) for op in operators]
 
 
-def _load_waiting_calls(session: Session, queue_ids: list[int]) -> dict[int, Call]:
-    if not queue_ids:
-        return {}
-    rows = session.scalars(
-        select(Call)
-        .where(Call.state == CallState.WAITING.value, Call.queue_id.in_(queue_ids))
-        .order_by(Call.priority.desc(), Call.entered_queue_at, Call.id)
-        .with_for_update(skip_locked=True, of=Call)
-    ).all()
-    return {c.id: c for c in rows}
+def _load_waiting_calls(session: Session, limits: dict[int, int]) -> dict[int, Call]:
+    """The head of each queue: up to `limits[queue]` waiting calls in the order they are served."""
+    calls: dict[int, Call] = {}
+    for queue_id, limit in sorted(limits.items()):
+        rows = session.scalars(
+            select(Call)
+            .where(Call.queue_id == queue_id, Call.state == CallState.WAITING.value)
+            .order_by(Call.priority.desc(), Call.entered_queue_at, Call.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        calls.update((c.id, c) for c in rows)
+    return calls
 
 
 def _load_queue_rules(session: Session, queue_ids: list[int]) -> dict[int, _Rules]:
+    queues = list(session.scalars(select(Queue).where(Queue.id.in_(queue_ids))))
     required: dict[int, dict[str, int]] = defaultdict(dict)
     for queue_id, name, level in session.execute(
         select(QueueSkill.queue_id, Skill.name, QueueSkill.min_level)
@@ -226,14 +345,17 @@ def _load_queue_rules(session: Session, queue_ids: list[int]) -> dict[int, _Rule
     ):
         required[queue_id][name] = level
     last_offered: dict[int, int] = {}
-    for queue_id, user_id in session.execute(
-        select(QueueLogin.queue_id, QueueLogin.user_id)
-        .where(QueueLogin.queue_id.in_(queue_ids), QueueLogin.last_offered_at.is_not(None))
-        .order_by(QueueLogin.last_offered_at, QueueLogin.user_id)
-    ):
-        last_offered[queue_id] = user_id  # the last row per queue is the latest offer
+    # Round robin's memory: only those queues need it, and it reads every log-in of the queue.
+    remembering = [q.id for q in queues if q.strategy == routing.ROUND_ROBIN]
+    if remembering:
+        for queue_id, user_id in session.execute(
+            select(QueueLogin.queue_id, QueueLogin.user_id)
+            .where(QueueLogin.queue_id.in_(remembering), QueueLogin.last_offered_at.is_not(None))
+            .order_by(QueueLogin.last_offered_at, QueueLogin.user_id)
+        ):
+            last_offered[queue_id] = user_id  # the last row per queue is the latest offer
     result: dict[int, _Rules] = {}
-    for queue in session.scalars(select(Queue).where(Queue.id.in_(queue_ids))):
+    for queue in queues:
         result[queue.id] = _Rules(
             queue,
             routing.QueueRules(

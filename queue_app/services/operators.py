@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -39,6 +39,11 @@ log = logging.getLogger("koe.operators")
 # `logged_out_reason` values; the console turns them into a sentence in the operator's language.
 REASON_MISSED_OFFERS = "missed_offers"
 REASON_LOGGED_OUT = "logged_out"
+# The browser console stopped sending heartbeats (closed, crashed, asleep); the console reads this.
+REASON_CONSOLE_VANISHED = "console_vanished"
+DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 90
+# Ringing: the offer's own end counts the miss and frees them; on a call: the call's end does.
+_STATES_A_VANISHED_CONSOLE_LEAVES = (OpState.AVAILABLE.value, OpState.PAUSED.value, OpState.WRAP_UP.value)
 
 _MISSED_COUNTERS = {
     OfferState.NO_ANSWER: "missed_no_answer",
@@ -305,6 +310,76 @@ def end_due_wrap_ups(now: datetime) -> int:
         for status in due:
             _move(session, status, _idle_state(session, status.user_id), now, "wrap_up_ended")
         return len(due)
+
+
+def _console_deadlines(session: Session, timeout_seconds: int) -> dict[int, datetime]:
+    """When each logged-in browser operator's console counts as vanished.
+
+    Only operators whose console has sent a heartbeat at least once are watched (a phone-number
+    device has no console). Last seen is the later of the last heartbeat and the latest log-in, so
+    an operator who logs in again with an old heartbeat on record is not thrown out at once.
+    """
+    rows = session.execute(
+        select(OperatorStatus.user_id, OperatorStatus.last_heartbeat_at, func.max(QueueLogin.logged_in_at))
+        .join(QueueLogin, QueueLogin.user_id == OperatorStatus.user_id)
+        .join(User, User.id == OperatorStatus.user_id)
+        .where(
+            OperatorStatus.last_heartbeat_at.is_not(None),
+            OperatorStatus.state.in_(_STATES_A_VANISHED_CONSOLE_LEAVES),
+            User.client_identity.is_not(None),
+            User.client_identity != "",
+        )
+        .group_by(OperatorStatus.user_id, OperatorStatus.last_heartbeat_at)
+    ).all()
+    timeout = timedelta(seconds=timeout_seconds)
+    deadlines = {}
+    for user_id, heartbeat, logged_in in rows:
+        last_seen = max(heartbeat, _aware(logged_in)) if logged_in is not None else heartbeat
+        deadlines[user_id] = last_seen + timeout
+    return deadlines
+
+
+def log_out_vanished_consoles(
+    now: datetime, timeout_seconds: int = DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
+) -> list[int]:
+    """Worker sweep: log out operators whose browser console has been silent for `timeout_seconds`.
+
+    No caller then rings an empty chair, and the "logged in" figures stay true. The operator is told
+    why (`logged_out_reason`) when the console comes back.
+    """
+    with db.transaction() as session:
+        due = sorted(uid for uid, at in _console_deadlines(session, timeout_seconds).items() if at <= now)
+        gone = []
+        for user_id in due:
+            status = lock_status(session, user_id)
+            # Re-checked under the row lock: a heartbeat or a new offer may have come in between.
+            if (
+                status is None
+                or status.state not in _STATES_A_VANISHED_CONSOLE_LEAVES
+                or status.last_heartbeat_at is None
+                or status.last_heartbeat_at + timedelta(seconds=timeout_seconds) > now
+            ):
+                continue
+            log_out_in(session, status, None, now, REASON_CONSOLE_VANISHED)
+            gone.append(user_id)
+        if gone:
+            log.info("logged out %d operator(s) whose console vanished: %s", len(gone), gone)
+        return gone
+
+
+def next_console_deadline(
+    session: Session, now: datetime, timeout_seconds: int = DEFAULT_HEARTBEAT_TIMEOUT_SECONDS
+) -> datetime | None:
+    """The next instant a watched console counts as vanished (only future ones: the past is swept)."""
+    upcoming = [at for at in _console_deadlines(session, timeout_seconds).values() if at > now]
+    return min(upcoming) if upcoming else None
+
+
+def _aware(value: datetime | str) -> datetime:
+    # An aggregate (max) is not typed by the column, so SQLite hands back the stored text.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def next_wrap_up_end(session: Session) -> datetime | None:

@@ -6,6 +6,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -437,3 +438,129 @@ def test_it_never_double_books_when_two_dispatchers_race(
         ).all()
         assert sorted(ringing) == sorted(per_operator)
         assert session.scalars(select(QueueLogin)).all()
+
+
+# --- one dispatcher per organisation -----------------------------------------------------------
+
+
+def _two_organisations(now: datetime) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Two organisations, each with one logged-in operator and one waiting caller: (org, call) each."""
+    result = []
+    for _ in range(2):
+        qid, _users = _queue_with_operators("fair", 1, now)
+        call_id = _add_call(qid, now)
+        with db.transaction() as session:
+            queue = session.get(Queue, qid)
+            assert queue is not None
+            result.append((queue.organisation_id, call_id))
+    return result[0], result[1]
+
+
+@contextmanager
+def another_dispatcher_holds(org_id: int) -> Iterator[None]:
+    """Another worker, mid-round on this organisation: its advisory lock (PostgreSQL, from another
+    connection) or the in-process lock (SQLite). Leaving the block is that worker dying or finishing.
+    """
+    if db.dialect == "postgresql":
+        import psycopg
+
+        assert db.engine is not None
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url) as other:
+            other.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                (dispatch.DISPATCH_LOCK_KEY, dispatch._advisory_key(org_id)),
+            )
+            yield
+            other.rollback()  # the transaction ends, and the lock with it
+        return
+    lock = dispatch._local_lock(org_id)
+    assert lock.acquire(blocking=False)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def test_it_skips_only_the_organisation_whose_dispatcher_lock_is_held(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    (org_a, call_a), (_org_b, call_b) = _two_organisations(now)
+    with another_dispatcher_holds(org_a):
+        assert dispatch.dispatch_organisation(org_a, now) is None
+        round_ = dispatch.dispatch_round(now)
+    assert [r.call_id for r in round_.redirects] == [call_b]
+    assert round_.busy == (org_a,)
+    assert (call_state(call_a), call_state(call_b)) == ("waiting", "offered")
+    # The other dispatcher is gone: the next round takes its organisation over at once.
+    assert [r.call_id for r in dispatch.dispatch_once(now)] == [call_a]
+
+
+def test_it_asks_the_worker_to_look_again_soon_when_an_organisation_was_busy(
+    app: Flask, ctx: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = clock.now()
+    (org_a, _call_a), _b = _two_organisations(now)
+    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: FakeRest()))
+    with another_dispatcher_holds(org_a):
+        assert worker.run_pending(now) == now + timedelta(seconds=worker.BUSY_RETRY_SECONDS)
+
+
+# --- reading only the head of each queue ------------------------------------------------------
+
+
+def test_it_reads_only_the_head_of_each_queue(
+    ctx: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now)
+    with db.transaction() as session:
+        queue = session.get(Queue, qid)
+        assert queue is not None
+        for i in range(40):
+            make_call(session, queue, now, waited=100 + i)
+        urgent = make_call(session, queue, now, waited=5, priority=2).id
+    loaded: list[int] = []
+    real_load = dispatch._load_waiting_calls
+
+    def counting(*args: Any) -> Any:
+        calls = real_load(*args)
+        loaded.append(len(calls))
+        return calls
+
+    monkeypatch.setattr(dispatch, "_load_waiting_calls", counting)
+    dispatch.dispatch_once(now)
+    assert loaded == [1 + dispatch.WAITING_CALLS_SLACK]
+    assert [(o.call_id, o.user_id) for o in ringing_offers()] == [(urgent, anna)]
+
+
+def test_it_reads_further_when_skills_keep_a_free_operator_from_the_head(
+    ctx: None, clock: ManualClock
+) -> None:
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now)
+    with db.transaction() as session:
+        queue = session.get(Queue, qid)
+        assert queue is not None
+        # More callers who need English than one round reads at first, all ahead of a plain one.
+        for i in range(3 * (1 + dispatch.WAITING_CALLS_SLACK)):
+            make_call(session, queue, now, waited=1000 - i, required_skills={"engelska": 5})
+        plain = make_call(session, queue, now, waited=10).id
+    dispatch.dispatch_once(now)
+    assert [(o.call_id, o.user_id) for o in ringing_offers()] == [(plain, anna)]
+
+
+def test_it_reports_a_vanished_console_as_the_next_deadline_and_logs_it_out(
+    app: Flask, ctx: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = clock.now()
+    _qid, (anna,) = _queue_with_operators("fair", 1, now)
+    with db.transaction() as session:
+        status = session.get(OperatorStatus, anna)
+        assert status is not None
+        status.last_heartbeat_at = now
+    app.config["HEARTBEAT_TIMEOUT_SECONDS"] = 45
+    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: FakeRest()))
+    assert worker.run_pending(now) == now + timedelta(seconds=45)
+    assert operator_state(anna) == "available"
+    assert worker.run_pending(now + timedelta(seconds=45)) is None
+    assert operator_state(anna) == "offline"

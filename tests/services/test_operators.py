@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
-from queue_app.models import Call, OperatorEvent, OperatorStatus, QueueLogin
+from queue_app.models import Call, OperatorEvent, OperatorStatus, Organisation, Queue, QueueLogin
 from queue_app.services import operators
 from queue_app.services.operators import NotAllowed, NotLicensed, OperatorError
 
@@ -275,3 +275,92 @@ def test_it_never_logs_out_when_the_limit_is_zero(world: dict[str, int], clock: 
     operators.log_in(world["anna"], [world["q1"]], clock.now())
     assert not any(_miss(world, "no_answer", clock) for _ in range(6))
     assert status_of(world["anna"]).state == "available"
+
+
+# --- vanished consoles ---------------------------------------------------------------------------
+
+
+def heartbeat(user_id: int, at: datetime) -> None:
+    with db.transaction() as session:
+        status = session.get(OperatorStatus, user_id)
+        assert status is not None
+        status.last_heartbeat_at = at
+
+
+def test_it_logs_out_an_operator_whose_console_stopped_sending_heartbeats(
+    world: dict[str, int], clock: ManualClock
+) -> None:
+    start = clock.now()
+    operators.log_in(world["anna"], [world["q1"], world["q2"]], start)
+    heartbeat(world["anna"], start + timedelta(seconds=30))
+    silent_since = start + timedelta(seconds=30)
+    with db.transaction() as session:
+        assert operators.next_console_deadline(session, start, 90) == silent_since + timedelta(seconds=90)
+    assert operators.log_out_vanished_consoles(silent_since + timedelta(seconds=89), 90) == []
+    assert status_of(world["anna"]).state == "available"
+    assert operators.log_out_vanished_consoles(silent_since + timedelta(seconds=90), 90) == [world["anna"]]
+    status = status_of(world["anna"])
+    assert (status.state, status.logged_out_reason) == ("offline", operators.REASON_CONSOLE_VANISHED)
+    assert operators.view(world["anna"]).logged_out_reason == "console_vanished"  # type: ignore[union-attr]
+    assert events_of(world["anna"])[-3:] == ["logged_out", "logged_out", "offline"]
+    with db.transaction() as session:
+        assert operators.next_console_deadline(session, silent_since + timedelta(seconds=90), 90) is None
+
+
+def test_it_watches_only_browser_consoles_that_have_sent_a_heartbeat(
+    world: dict[str, int], clock: ManualClock
+) -> None:
+    start = clock.now()
+    with db.transaction() as session:
+        org = session.get(Organisation, world["org"])
+        queue = session.get(Queue, world["q1"])
+        assert org is not None and queue is not None
+        phone = make_user(session, org, client_identity=None, phone_number="+46701112233")
+        make_membership(session, queue, phone)
+        phone_id = phone.id
+    operators.log_in(world["anna"], [world["q1"]], start)  # never sent a heartbeat
+    operators.log_in(phone_id, [world["q1"]], start)
+    heartbeat(phone_id, start)  # even if one were recorded, a phone has no console to vanish
+    much_later = start + timedelta(hours=3)
+    assert operators.log_out_vanished_consoles(much_later, 90) == []
+    assert status_of(world["anna"]).state == "available"
+    assert status_of(phone_id).state == "available"
+    with db.transaction() as session:
+        assert operators.next_console_deadline(session, start, 90) is None
+
+
+def test_it_counts_silence_from_a_log_in_after_the_last_heartbeat(
+    world: dict[str, int], clock: ManualClock
+) -> None:
+    yesterday = clock.now() - timedelta(hours=20)
+    heartbeat_at_login = clock.now()
+    operators.log_in(world["anna"], [world["q1"]], yesterday)
+    heartbeat(world["anna"], yesterday)
+    operators.log_out(world["anna"], None, yesterday + timedelta(hours=1))
+    operators.log_in(world["anna"], [world["q1"]], heartbeat_at_login)
+    assert operators.log_out_vanished_consoles(heartbeat_at_login + timedelta(seconds=60), 90) == []
+    assert operators.log_out_vanished_consoles(heartbeat_at_login + timedelta(seconds=90), 90) == [
+        world["anna"]
+    ]
+
+
+def test_it_leaves_an_operator_on_a_call_logged_in_however_silent(
+    world: dict[str, int], clock: ManualClock
+) -> None:
+    _connect(world, clock)
+    heartbeat(world["anna"], clock.now())
+    later = clock.now() + timedelta(minutes=30)
+    assert operators.log_out_vanished_consoles(later, 90) == []
+    assert status_of(world["anna"]).state == "on_call"
+    with db.transaction() as session:
+        assert operators.next_console_deadline(session, clock.now(), 90) is None
+
+
+def test_it_logs_out_a_silent_operator_in_wrap_up_or_paused(
+    world: dict[str, int], clock: ManualClock
+) -> None:
+    operators.log_in(world["anna"], [world["q1"]], clock.now())
+    operators.pause(world["anna"], "Lunch", clock.now())
+    heartbeat(world["anna"], clock.now())
+    assert operators.log_out_vanished_consoles(clock.now() + timedelta(seconds=91), 90) == [world["anna"]]
+    assert status_of(world["anna"]).state == "offline"

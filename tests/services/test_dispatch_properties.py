@@ -1,0 +1,337 @@
+"""Property tests: random sequences of what happens in a switchboard, applied through the services.
+
+Callers arrive and hang up; offers are answered, declined, ring out or time out; operators log in
+and out, pause and end their wrap-up; status callbacks come twice or late. After every step:
+- no call rings in two offer groups at once, and no operator rings for two calls;
+- nobody who rings is also available, and no operator is connected to two callers;
+- a call that reached a final state never leaves it;
+and after every dispatch round no caller waits while an available operator of their queue could
+take them. At the end every caller is hung up, and every call has ended in a final state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from queue_app import worker
+from queue_app.clock import ManualClock
+from queue_app.domain.states import is_final
+from queue_app.extensions import db
+from queue_app.models import Call, Offer, OperatorStatus, Queue, QueueLogin
+from queue_app.services import calls as call_service
+from queue_app.services import dispatch, offers, operators
+from queue_app.services.operators import OperatorError
+
+from ..factories import make_membership, make_org, make_queue, make_user
+
+_sids = itertools.count(1)
+OPERATORS = 3
+QUEUES = 2
+
+
+class FakeRest:
+    def redirect_call(self, call_sid: str, url: str) -> str:
+        return "in-progress"
+
+
+@pytest.fixture
+def ctx(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: FakeRest()))
+    with app.app_context():
+        yield
+
+
+class World:
+    """One organisation per example: its queues, operators, callers and the callbacks sent so far."""
+
+    def __init__(self, clock: ManualClock, strategies: tuple[str, str]) -> None:
+        self.clock = clock
+        with db.transaction() as session:
+            org = make_org(session)
+            queues = [
+                make_queue(
+                    session,
+                    org,
+                    strategy=strategy,
+                    parallel_count=2,
+                    ring_timeout_seconds=15,
+                    wrap_up_seconds=10,
+                    max_missed_offers=2,
+                )
+                for strategy in strategies
+            ]
+            users = [make_user(session, org) for _ in range(OPERATORS)]
+            for queue in queues:
+                for user in users:
+                    make_membership(session, queue, user)
+            self.org = org.id
+            self.queues = [q.id for q in queues]
+            self.users = [u.id for u in users]
+        self.calls: list[tuple[int, str]] = []
+        self.sequence: Counter[str] = Counter()
+        self.sent: list[Callable[[], Any]] = []  # every callback so far, to send again
+        self.finals: dict[int, str] = {}
+
+    @property
+    def now(self) -> Any:
+        return self.clock.now()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def offers(self, state: str) -> list[Offer]:
+        with db.transaction() as session:
+            return list(
+                session.scalars(
+                    select(Offer)
+                    .where(Offer.organisation_id == self.org, Offer.state == state)
+                    .order_by(Offer.id)
+                )
+            )
+
+    def call_rows(self) -> list[Call]:
+        with db.transaction() as session:
+            return list(
+                session.scalars(select(Call).where(Call.organisation_id == self.org).order_by(Call.id))
+            )
+
+    def statuses(self) -> dict[int, str]:
+        with db.transaction() as session:
+            rows = session.scalars(select(OperatorStatus).where(OperatorStatus.user_id.in_(self.users)))
+            return {s.user_id: s.state for s in rows}
+
+    # --- what happens ----------------------------------------------------------------------------
+
+    def arrive(self, queue: int, priority: int) -> None:
+        now = self.now
+        with db.transaction() as session:
+            call = Call(
+                organisation_id=self.org,
+                queue_id=self.queues[queue % QUEUES],
+                call_sid=f"CA{next(_sids):032x}",
+                from_number="+46701234567",
+                to_number="+46855500001",
+                state="waiting",
+                priority=priority,
+                arrived_at=now,
+                entered_queue_at=now,
+            )
+            session.add(call)
+            session.flush()
+            self.calls.append((call.id, call.call_sid))
+
+    def dispatch(self) -> None:
+        worker.run_pending(self.now)
+        self.check_nobody_waits_for_a_free_operator()
+
+    def _send(self, callback: Callable[[], Any]) -> None:
+        self.sent.append(callback)
+        callback()
+
+    def leg(self, pick: int, leg_status: str) -> None:
+        ringing = self.offers("ringing")
+        if ringing:
+            offer = ringing[pick % len(ringing)]
+            at = self.now
+            self._send(
+                lambda: offers.record_leg_status(offer.group_key, leg_status, at, user_id=offer.user_id)
+            )
+
+    def ring_out(self, pick: int) -> None:
+        groups = sorted({o.group_key for o in self.offers("ringing")})
+        if groups:
+            key, at = groups[pick % len(groups)], self.now
+            self._send(lambda: offers.finish_dial(key, "no-answer", "in-progress", False, at))
+
+    def talk_ends(self, pick: int) -> None:
+        connected = {c.id for c in self.call_rows() if c.state == "connected"}
+        groups = sorted({o.group_key for o in self.offers("accepted") if o.call_id in connected})
+        if groups:
+            key, at = groups[pick % len(groups)], self.now
+            self._send(lambda: offers.finish_dial(key, "completed", "completed", True, at))
+
+    def hang_up(self, pick: int) -> None:
+        live = [c for c in self.call_rows() if not is_final(c.state)]
+        if not live:
+            return
+        call = live[pick % len(live)]
+        self.sequence[call.call_sid] += 1
+        status = call_service.StatusCallback(call.call_sid, "completed", self.sequence[call.call_sid])
+        at = self.now
+        self._send(lambda: call_service.record_status(status, at))
+        # Twilio also requests the Dial's action when the caller hangs up while it rings.
+        for key in sorted({o.group_key for o in self.offers("ringing") if o.call_id == call.id}):
+            self._send(lambda key=key: offers.finish_dial(key, "no-answer", "completed", False, at))
+
+    def replay(self, pick: int) -> None:
+        """A callback Twilio sends again: a duplicate, or one arriving late, after later ones."""
+        if self.sent:
+            self.sent[pick % len(self.sent)]()
+
+    def operator(self, action: str, who: int, queues: int) -> None:
+        user_id, now = self.users[who % OPERATORS], self.now
+        chosen = [q for i, q in enumerate(self.queues) if queues & (1 << i)] or self.queues[:1]
+        try:
+            if action == "log_in":
+                operators.log_in(user_id, chosen, now)
+            elif action == "log_out":
+                operators.log_out(user_id, None if queues == 3 else chosen, now)
+            elif action == "pause":
+                operators.pause(user_id, "rast", now)
+            elif action == "resume":
+                operators.resume(user_id, now)
+            elif action == "end_wrap_up":
+                operators.end_wrap_up(user_id, now)
+        except OperatorError:
+            pass  # refused by the rules, as the console would be told
+
+    def time_passes(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+        dispatch.reclaim_expired_offers(self.now)
+        operators.end_due_wrap_ups(self.now)
+
+    # --- invariants ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        ringing = self.offers("ringing")
+        groups_per_call: dict[int, set[str]] = {}
+        for offer in ringing:
+            groups_per_call.setdefault(offer.call_id, set()).add(offer.group_key)
+        assert all(len(g) == 1 for g in groups_per_call.values()), groups_per_call
+        per_operator = Counter(o.user_id for o in ringing)
+        assert not per_operator or max(per_operator.values()) == 1, per_operator
+        states = self.statuses()
+        assert all(states.get(o.user_id) != "available" for o in ringing), (states, ringing)
+        rows = self.call_rows()
+        connected = Counter(c.answered_by_id for c in rows if c.state == "connected")
+        assert not connected or max(connected.values()) == 1, connected
+        for call in rows:
+            if call.id in self.finals:
+                assert call.state == self.finals[call.id], (call.id, self.finals[call.id], call.state)
+            elif is_final(call.state):
+                self.finals[call.id] = call.state
+
+    def check_nobody_waits_for_a_free_operator(self) -> None:
+        with db.transaction() as session:
+            free = session.execute(
+                select(QueueLogin.queue_id, QueueLogin.user_id)
+                .join(OperatorStatus, OperatorStatus.user_id == QueueLogin.user_id)
+                .where(OperatorStatus.state == "available", QueueLogin.user_id.in_(self.users))
+            ).all()
+            waiting = session.scalars(
+                select(Call.queue_id).where(Call.organisation_id == self.org, Call.state == "waiting")
+            ).all()
+        served_by = {queue_id for queue_id, _user in free}
+        assert not served_by & set(waiting), (free, waiting)
+
+    def end_everything(self) -> None:
+        for _ in range(3):
+            for i in range(len(self.calls)):
+                self.hang_up(i)
+        self.dispatch()
+        for call in self.call_rows():
+            assert is_final(call.state), (call.id, call.state)
+        self.check()
+        for user_id in self.users:
+            with contextlib.suppress(OperatorError):
+                operators.log_out(user_id, None, self.now)
+
+
+EVENTS = st.one_of(
+    st.tuples(st.just("arrive"), st.integers(0, 1), st.sampled_from([0, 0, 0, 1])),
+    st.tuples(st.just("dispatch"), st.just(0), st.just(0)),
+    st.tuples(st.just("answer"), st.integers(0, 5), st.just(0)),
+    st.tuples(st.just("decline"), st.integers(0, 5), st.just(0)),
+    st.tuples(st.just("unreachable"), st.integers(0, 5), st.just(0)),
+    st.tuples(st.just("ring_out"), st.integers(0, 5), st.just(0)),
+    st.tuples(st.just("talk_ends"), st.integers(0, 5), st.just(0)),
+    st.tuples(st.just("hang_up"), st.integers(0, 9), st.just(0)),
+    st.tuples(st.just("replay"), st.integers(0, 50), st.just(0)),
+    st.tuples(
+        st.sampled_from(["log_in", "log_out", "pause", "resume", "end_wrap_up"]),
+        st.integers(0, 2),
+        st.integers(1, 3),
+    ),
+    st.tuples(st.just("time"), st.sampled_from([3, 12, 40]), st.just(0)),
+)
+STRATEGIES = st.tuples(
+    *[st.sampled_from(["fair", "longest_idle", "round_robin", "parallel", "ring_all"])] * 2
+)
+
+
+def run(world: World, events: list[tuple[str, int, int]]) -> None:
+    for user_id in world.users:
+        operators.log_in(user_id, world.queues, world.now)
+    for kind, a, b in events:
+        if kind == "arrive":
+            world.arrive(a, b)
+        elif kind == "dispatch":
+            world.dispatch()
+        elif kind == "answer":
+            world.leg(a, "in-progress")
+        elif kind == "decline":
+            world.leg(a, "busy")
+        elif kind == "unreachable":
+            world.leg(a, "failed")
+        elif kind == "ring_out":
+            world.ring_out(a)
+        elif kind == "talk_ends":
+            world.talk_ends(a)
+        elif kind == "hang_up":
+            world.hang_up(a)
+        elif kind == "replay":
+            world.replay(a)
+        elif kind == "time":
+            world.time_passes(a)
+        else:
+            world.operator(kind, a, b)
+        world.check()
+    world.dispatch()
+    world.end_everything()
+
+
+EXAMPLES = {"sqlite": 15, "postgresql": 5}
+
+
+def test_it_keeps_the_invariants_over_random_switchboard_days(
+    ctx: None, clock: ManualClock, database_url: str
+) -> None:
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+    @settings(
+        max_examples=EXAMPLES[backend],
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(strategies=STRATEGIES, events=st.lists(EVENTS, min_size=5, max_size=40))
+    def days(strategies: tuple[str, str], events: list[tuple[str, int, int]]) -> None:
+        run(World(clock, strategies), events)
+
+    days()
+
+
+def test_it_serves_every_caller_when_everybody_answers(ctx: None, clock: ManualClock) -> None:
+    """A fixed day as a sanity check of the harness: every caller is answered, then completes."""
+    world = World(clock, ("fair", "parallel"))
+    events: list[tuple[str, int, int]] = []
+    for i in range(6):
+        events += [("arrive", i, 0), ("dispatch", 0, 0), ("answer", 0, 0), ("answer", 0, 0)]
+        events += [("talk_ends", 0, 0), ("time", 12, 0)]
+    for user_id in world.users:
+        operators.log_in(user_id, world.queues, world.now)
+    run(world, events)
+    with db.transaction() as session:
+        rows = session.scalars(select(Call).where(Call.organisation_id == world.org)).all()
+        assert sorted(c.state for c in rows) == ["completed"] * 6
+        assert all(c.answered_by_id is not None for c in rows)
+        assert session.scalar(select(Queue.id).where(Queue.organisation_id == world.org).limit(1))
