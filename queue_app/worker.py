@@ -26,7 +26,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import get_clock
 from .extensions import db
-from .services import closing, dispatch, operators, transfers
+from .services import closing, dispatch, messages, operators, transfers
 from .services import offers as offer_service
 from .services.dispatch import PendingRedirect
 from .telephony.rest import TwilioRest
@@ -61,8 +61,10 @@ def run_pending(now: datetime) -> datetime | None:
     round_ = dispatch.dispatch_round(now)
     redirects += round_.redirects
     failed = perform_redirects(redirects, now)
-    if failed:
-        # A failed redirect freed operators; another round may use them at once.
+    # Messages after the calls: a slow mail server must not delay a caller's offer.
+    attempts = messages.send_due(now)
+    if failed or attempts >= messages.BATCH:
+        # A failed redirect freed operators, or more messages wait: another round at once.
         return now
     upcoming = next_deadline(now)
     if round_.busy:
@@ -108,6 +110,7 @@ def next_deadline(now: datetime) -> datetime | None:
             operators.next_wrap_up_end(session),
             operators.next_console_deadline(session, now, heartbeat_timeout()),
             transfers.next_attempt(session),
+            messages.next_due(session),
         ]
     candidates.append(closing.next_closing_at(now))
     present = [c for c in candidates if c is not None]

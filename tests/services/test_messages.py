@@ -567,3 +567,15 @@ def test_a_callback_that_beats_the_worker_finds_the_message_by_its_id(
     assert (sent.status, sent.provider_id, sent.next_attempt_at) == ("sent", "SM5", None)
     with db.transaction() as session:
         assert messages.next_due(session) is None
+
+
+def test_the_worker_round_sends_due_messages(
+    ctx: None, mailbox: Mailbox, sender: Sender, clock: ManualClock
+) -> None:
+    """`run_pending`, the worker's round, sends what is due; nothing else has to call `send_due`."""
+    from queue_app import worker
+
+    queued = messages.queue_message(sender, email_draft(), clock.now())
+    worker.run_pending(clock.now())
+    assert len(mailbox.received) == 1
+    assert row(queued.id).status == "sent"
