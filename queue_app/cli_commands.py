@@ -12,4 +12,7 @@ def register(app: Flask) -> None:
     from . import cli_worker
 
     cli_worker.register(app)
+    from . import cli_simulate
+
+    cli_simulate.register(app)
     return None

@@ -102,3 +102,57 @@ def spoken_wait(seconds: float) -> SpokenWait:
     if minutes <= 10:
         return SpokenWait(WaitKind.MINUTES, max(1, math.floor(minutes + 0.5)))
     return SpokenWait(WaitKind.MINUTES, min(60, 5 * math.floor(minutes / 5 + 0.5)))
+
+
+# --- the baseline: Asterisk's smoothed hold time ------------------------------------------------
+
+
+@dataclass(slots=True)
+class AsteriskHoldtime:
+    """Asterisk app_queue's hold-time estimator, faithfully, flaws included (anchors.md b4).
+
+    `recalc_holdtime` runs only when a member answers, with the answered caller's wait from queue
+    entry in whole seconds: the first sample (no call completed or abandoned yet) replaces the
+    average, later ones enter an integer EWMA with weight 1/4: `(3 * holdtime + new) >> 2`.
+    Abandoned callers never feed it (survivorship bias). What a caller is told ignores their
+    position and the staffing, and takes the absolute value of `holdtime - elapsed`, so once a caller
+    has waited longer than the average the announced wait grows again.
+    """
+
+    holdtime: int = 0
+    calls_completed: int = 0
+    calls_abandoned: int = 0
+
+    def answered(self, wait_seconds: float) -> None:
+        """recalc_holdtime(qe, newholdtime): a member answered a caller who waited `wait_seconds`."""
+        new = int(wait_seconds)
+        if self.calls_completed + self.calls_abandoned == 0:
+            self.holdtime = new
+        else:
+            self.holdtime = (3 * self.holdtime + new) >> 2
+
+    def completed(self) -> None:
+        """An answered call ended (update_queue: callscompleted++)."""
+        self.calls_completed += 1
+
+    def abandoned(self) -> None:
+        """A caller hung up while queued (record_abandoned: callsabandoned++)."""
+        self.calls_abandoned += 1
+
+    def estimate_seconds(self, elapsed_seconds: float) -> int:
+        """The estimate before its rounding to minutes: |holdtime - elapsed|, the `labs()` included."""
+        return abs(self.holdtime - int(elapsed_seconds))
+
+    def announced(self, elapsed_seconds: float, round_seconds: int = 0) -> tuple[int, int] | None:
+        """(minutes, seconds) as say_position computes them; None when Asterisk says nothing (0 and 0).
+
+        C's integer division truncates towards zero, and `labs()` is applied to the quotient.
+        """
+        remaining = self.holdtime + 30 - int(elapsed_seconds)
+        minutes = abs(int(remaining / 60))
+        seconds = 0
+        if round_seconds:
+            seconds = (abs(remaining) - 60 * minutes) // round_seconds * round_seconds
+        if minutes + seconds <= 0:
+            return None
+        return minutes, seconds
