@@ -56,7 +56,8 @@ def run_pending(now: datetime) -> datetime | None:
     # Before dispatching: nobody should ring at a console that has gone.
     operators.log_out_vanished_consoles(now, heartbeat_timeout())
     # Closing first: a caller whose queue just closed must not be offered to an operator.
-    redirects: list[PendingRedirect] = [*closing.apply_closures(now)]
+    closed = closing.sweep(now)
+    redirects: list[PendingRedirect] = [*closed.redirects]
     redirects += transfers.claim_due(now)
     round_ = dispatch.dispatch_round(now)
     redirects += round_.redirects
@@ -66,7 +67,7 @@ def run_pending(now: datetime) -> datetime | None:
     if failed or attempts >= messages.BATCH:
         # A failed redirect freed operators, or more messages wait: another round at once.
         return now
-    upcoming = next_deadline(now)
+    upcoming = next_deadline(now, closed.next_closing_at)
     if round_.busy:
         retry = now + timedelta(seconds=BUSY_RETRY_SECONDS)
         upcoming = retry if upcoming is None else min(upcoming, retry)
@@ -103,7 +104,7 @@ def _undo(redirect: PendingRedirect, now: datetime, reason: str, gone: bool) -> 
         log.exception("could not undo the failed redirect of %s", redirect.call_sid)
 
 
-def next_deadline(now: datetime) -> datetime | None:
+def next_deadline(now: datetime, next_closing: datetime | None = None) -> datetime | None:
     with db.transaction() as session:
         candidates = [
             dispatch.next_offer_deadline(session),
@@ -112,7 +113,7 @@ def next_deadline(now: datetime) -> datetime | None:
             transfers.next_attempt(session),
             messages.next_due(session),
         ]
-    candidates.append(closing.next_closing_at(now))
+    candidates.append(next_closing)
     present = [c for c in candidates if c is not None]
     return min(present) if present else None
 

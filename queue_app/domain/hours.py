@@ -629,6 +629,10 @@ def status(schedule: Schedule, at: datetime, horizon: timedelta = HORIZON) -> Ho
         # The earliest active open-ended closure stays the one in force: nothing changes.
         return _status(_closure_state(closure), None)
     limit = at + horizon
+    if closure is None and _open_around_the_clock(schedule):
+        # No rules to expand: only a closure can change anything, so skip the day-by-day timeline.
+        starts = [c.starts_at for c in schedule.closures if at < c.starts_at <= limit]
+        return _status(_State(True, "open", None), min(starts) if starts else None)
     for _start, end, state in _timeline(schedule, at, limit):
         if end <= at:
             continue
@@ -680,3 +684,12 @@ ALWAYS_OPEN = Schedule(
     rules=(Rule("open", "FREQ=DAILY", _MIDNIGHT, _MIDNIGHT),),
     holidays=HolidayPolicy(country=None, categories=()),
 )
+
+
+def _open_around_the_clock(schedule: Schedule) -> bool:
+    return (
+        schedule.rules == ALWAYS_OPEN.rules
+        and not schedule.exceptions
+        and (schedule.holidays.country is None or not schedule.holidays.categories)
+        and not schedule.holidays.overrides
+    )

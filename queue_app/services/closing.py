@@ -119,27 +119,38 @@ def apply_closures(now: datetime) -> list[ClosingRedirect]:
 
     One transaction. Perform the redirects only after it returns (it has committed by then).
     """
-    redirects: list[ClosingRedirect] = []
-    with db.transaction() as session:
-        for queue in _queues_with_waiting_callers(session):
-            hours = queue_hours_status(session, queue.id, now)
-            if hours.open:
-                continue
-            if closing_treatment(queue.closing_while_waiting, _logged_in(session, queue.id)) != "close":
-                continue
-            redirects.extend(_claim(session, queue, hours, now))
-    return redirects
+    return sweep(now).redirects
 
 
 def next_closing_at(now: datetime) -> datetime | None:
     """When a queue that has callers waiting next closes (or None): the worker's next wake-up."""
+    return sweep(now, dry_run=True).next_closing_at
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    redirects: list[ClosingRedirect]
+    next_closing_at: datetime | None
+
+
+def sweep(now: datetime, *, dry_run: bool = False) -> Sweep:
+    """One pass over the queues with callers waiting: close those that closed, and say when the
+    next one closes. The worker calls this once a round; each queue's hours are read once."""
+    redirects: list[ClosingRedirect] = []
     soonest: datetime | None = None
     with db.transaction() as session:
         for queue in _queues_with_waiting_callers(session):
             hours = queue_hours_status(session, queue.id, now)
-            if hours.open and hours.until is not None and (soonest is None or hours.until < soonest):
-                soonest = hours.until
-    return soonest
+            if hours.open:
+                if hours.until is not None and (soonest is None or hours.until < soonest):
+                    soonest = hours.until
+                continue
+            if dry_run:
+                continue
+            if closing_treatment(queue.closing_while_waiting, _logged_in(session, queue.id)) != "close":
+                continue
+            redirects.extend(_claim(session, queue, hours, now))
+    return Sweep(redirects, soonest)
 
 
 def answer_closed(call_sid: str, now: datetime) -> calls.Arrival:

@@ -147,7 +147,9 @@ def offer_leg(group_key: str) -> Response:
         user_id=_operator_param(),
         to=request.form.get("To"),
     )
-    dispatch.wake()
+    # Ringing changes nothing for the dispatcher; an answer or an end may free operators.
+    if request.form.get("CallStatus") not in ("queued", "initiated", "ringing"):
+        dispatch.wake()
     return _xml(VoiceResponse())
 
 

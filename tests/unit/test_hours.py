@@ -3,6 +3,7 @@ rules, exceptions, temporary closures; and properties that status() agrees with 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time as clock_time
 from datetime import UTC, date, datetime, time, timedelta
@@ -651,3 +652,19 @@ def _oracle_open(schedule: Schedule, at: datetime) -> bool:
             if max(starts, midnight) <= at < ends:
                 effects.add(rule.effect)
     return "closed" not in effects and "open" in effects
+
+
+def test_it_keeps_an_always_open_queue_open_until_its_next_closure_quickly() -> None:
+    """A queue without a schedule is open around the clock; only closures change that."""
+    closure = Closure(utc("2026-12-18 11:00"), utc("2026-12-18 15:00"), "Julbord", "Julbord")
+    schedule = dataclasses.replace(hours.ALWAYS_OPEN, closures=(closure,))
+    at = utc("2026-12-01 09:00")
+    found = hours.status(schedule, at)
+    assert (found.open, found.reason, found.until) == (True, "open", closure.starts_at)
+    # The fast path says what the full timeline says.
+    first = hours.transitions(schedule, at, at + timedelta(days=30))[0]
+    assert (first.at, first.opens, first.reason) == (closure.starts_at, False, "closure")
+    during = hours.status(schedule, utc("2026-12-18 12:00"))
+    assert (during.open, during.reason, during.until) == (False, "closure", closure.effective_end)
+    after = hours.status(schedule, utc("2026-12-18 15:00"))
+    assert (after.open, after.until) == (True, None)
