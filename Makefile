@@ -5,7 +5,7 @@ FLASK := $(VENV)/bin/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean chromium
 
 install: $(VENV)/.installed node_modules/.installed translations
 
@@ -33,8 +33,14 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint chromium
 	$(VENV)/bin/pytest -n auto
+
+# The browser tests drive Debian's chromium (never `playwright install`: it downloads a browser).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	else echo "note: /usr/bin/chromium is missing; the browser tests are skipped (as root: apt-get install -y chromium)"; fi
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor instance

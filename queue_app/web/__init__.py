@@ -6,9 +6,21 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, auth, health, main, messages, offers, operator, prompt_audio, voice
+    from . import (
+        admin,
+        auth,
+        health,
+        main,
+        messages,
+        offers,
+        operator,
+        operator_calls,
+        prompt_audio,
+        voice,
+    )
 
-    for module in (auth, main, health, voice, offers, operator, admin, messages, prompt_audio):
+    modules = (auth, main, health, voice, offers, operator, operator_calls, admin, messages, prompt_audio)
+    for module in modules:
         app.register_blueprint(module.bp)
     if app.config["TWILIO_EMULATOR"]:
         from ..sim import web as sim_web

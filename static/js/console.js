@@ -1,6 +1,7 @@
 // The operator console: live figures by polling (ETag), the operator's state, log-in per queue,
 // pause and wrap-up, the directory as you type with keyboard navigation, missed callers, history.
-// Vanilla JS; the browser phone lives behind phone.js.
+// The browser phone (phone.js): answer, decline, mute, hang up; blind transfer to a colleague from the
+// directory with the camp-on and recall shown (GET /api/v1/calls/<id>). Vanilla JS.
 import { createDevice } from "./phone.js";
 
 const root = document.getElementById("console");
@@ -15,7 +16,8 @@ let live = null;
 let clockOffsetMs = 0; // server now - browser now
 let missedOpen = -1;
 let lastState = null;
-const device = createDevice(null);
+let phone = null;
+let phoneRinging = null; // {callerNumber} while this browser rings
 
 // --- talking to the API ----------------------------------------------------------------------
 
@@ -53,6 +55,7 @@ function showNotice(message) {
 }
 
 async function act(method, path, body) {
+  // An action of the console: shows its error in the notice, refreshes the live view.
   try {
     const data = await api(method, path, body);
     document.getElementById("notice").hidden = true;
@@ -133,6 +136,7 @@ function renderOperator(op) {
     button.setAttribute("aria-pressed", op.queue_ids.includes(id) ? "true" : "false");
   });
   renderOffer(op.offer);
+  renderCall(op);
   if (op.notice_pending) showLoggedOutNotice();
   if (lastState && lastState !== op.state && ["wrap_up", "available"].includes(op.state)) loadHistory();
   lastState = op.state;
@@ -143,17 +147,243 @@ async function showLoggedOutNotice() {
   if (me && me.logged_out) showNotice(me.logged_out.message);
 }
 
+function queueName(queueId) {
+  const queue = live && live.queues.find((q) => q.id === queueId);
+  return queue ? queue.name : "";
+}
+
 function renderOffer(offer) {
   const panel = document.getElementById("offer-panel");
-  panel.hidden = !offer;
-  if (!offer) return;
+  const ringingHere = Boolean(phone && phone.ringing);
+  panel.hidden = !offer && !ringingHere;
+  document.getElementById("offer-accept").disabled = !ringingHere;
+  document.getElementById("offer-decline").disabled = !ringingHere;
+  const recall = document.getElementById("offer-recall");
+  recall.hidden = true;
+  if (!offer) {
+    if (ringingHere && phoneRinging) document.getElementById("offer-number").textContent = phoneRinging.callerNumber;
+    return;
+  }
   document.getElementById("offer-number").textContent = offer.caller_number;
-  const queue = live && live.queues.find((q) => q.id === offer.queue_id);
-  document.getElementById("offer-queue").textContent = queue ? queue.name : "";
+  document.getElementById("offer-queue").textContent = queueName(offer.queue_id);
   document.getElementById("offer-wait").dataset.since = offer.waiting_since;
-  document.getElementById("offer-accept").disabled = !device;
-  document.getElementById("offer-decline").disabled = !device;
+  const t = tracked && tracked.call_id === offer.call_id && tracked.transfer;
+  if (t && t.state === "recalled") {
+    recall.textContent = T.came_back.replace("{name}", transferName(t)).replace("{reason}", recallReason(t));
+    recall.hidden = false;
+  }
 }
+
+// --- the call in progress --------------------------------------------------------------------------
+
+let currentCall = null;
+
+function renderCall(op) {
+  const call = op.state === "on_call" ? op.current_call : null;
+  const changed = Boolean(call) !== Boolean(currentCall);
+  currentCall = call;
+  document.getElementById("call-panel").hidden = !call;
+  document.body.classList.toggle("on-call", Boolean(call));
+  if (call) {
+    document.getElementById("call-number").textContent = call.caller_number;
+    document.getElementById("call-queue").textContent = queueName(call.queue_id);
+    document.getElementById("call-duration").dataset.since = call.answered_at || "";
+    const muted = Boolean(phone && phone.isMuted());
+    document.getElementById("call-mute").setAttribute("aria-pressed", muted ? "true" : "false");
+    renderAudioChoice();
+  }
+  if (changed && hits.length) renderResults(); // the Transfer buttons come and go with the call
+}
+
+function answer() {
+  if (phone && phone.ringing) phone.accept();
+}
+
+function decline() {
+  if (phone && phone.ringing) phone.decline();
+}
+
+function toggleMute() {
+  if (!phone || !phone.connected) return;
+  phone.mute(!phone.isMuted());
+}
+
+function hangUp() {
+  if (phone && phone.connected) phone.hangUp();
+  else if (currentCall) act("POST", `/calls/${currentCall.call_id}/hangup`);
+}
+
+function messageAboutCall() {
+  const callId = (currentCall && currentCall.call_id) || (tracked && tracked.call_id);
+  const entryId = tracked && tracked.transfer && tracked.transfer.directory_entry_id;
+  const detail = {};
+  if (callId) detail.call_id = callId;
+  if (entryId) detail.directory_entry_id = entryId;
+  document.dispatchEvent(new CustomEvent("koe:message", { detail }));
+  const messages = document.getElementById("messages");
+  messages.scrollIntoView({ behavior: "smooth", block: "start" });
+  document.getElementById("msg-template").focus({ preventScroll: true });
+}
+
+function renderAudioChoice() {
+  const box = document.getElementById("audio-choice");
+  const outputs = phone ? phone.outputDevices() : [];
+  const inputs = phone ? phone.inputDevices() : [];
+  box.hidden = outputs.length === 0 && inputs.length === 0;
+  const fill = (select, devices) => {
+    const chosen = select.value;
+    select.replaceChildren(...devices.map((d) => new Option(d.label || d.id, d.id)));
+    if (chosen) select.value = chosen;
+    select.hidden = devices.length === 0;
+    select.previousElementSibling.hidden = devices.length === 0;
+  };
+  fill(document.getElementById("audio-output"), outputs);
+  fill(document.getElementById("audio-input"), inputs);
+}
+
+document.getElementById("offer-accept").addEventListener("click", answer);
+document.getElementById("offer-decline").addEventListener("click", decline);
+document.getElementById("call-mute").addEventListener("click", toggleMute);
+document.getElementById("call-hangup").addEventListener("click", hangUp);
+document.getElementById("call-message").addEventListener("click", messageAboutCall);
+document.getElementById("audio-output").addEventListener("change", (event) => {
+  if (phone) phone.setOutputDevice(event.target.value).catch((error) => showError(error.message));
+});
+document.getElementById("audio-input").addEventListener("change", (event) => {
+  if (phone) phone.setInputDevice(event.target.value).catch((error) => showError(error.message));
+});
+document.getElementById("transfer-number-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const number = document.getElementById("transfer-number").value.trim();
+  if (number) transfer({ to_number: number }, number);
+});
+
+// --- the phone -------------------------------------------------------------------------------------
+
+function phoneStatus(key, message) {
+  const el = document.getElementById("phone-status");
+  el.dataset.phone = key;
+  el.textContent = (T.phone[key] || key).replace("{message}", message || "");
+}
+
+async function fetchToken() {
+  return api("GET", "/token");
+}
+
+async function startPhone() {
+  let info;
+  try {
+    info = await fetchToken();
+  } catch (error) {
+    phoneStatus("error", error.message);
+    return;
+  }
+  phone = createDevice(info, { fetchToken });
+  if (!phone) {
+    phoneStatus(info.mode === "twilio" ? "missing_sdk" : "offline");
+    return;
+  }
+  phone.on("registered", () => phoneStatus("ready"));
+  phone.on("unregistered", () => phoneStatus("offline"));
+  phone.on("error", (e) => phoneStatus("error", e.message));
+  phone.on("incoming", (detail) => {
+    phoneRinging = detail;
+    renderOffer(live ? live.operator.offer : null);
+    etag = "";
+    poll();
+  });
+  const settle = () => {
+    phoneRinging = null;
+    renderOffer(live ? live.operator.offer : null);
+    etag = "";
+    poll();
+  };
+  phone.on("accept", settle);
+  phone.on("cancel", settle);
+  phone.on("reject", settle);
+  phone.on("disconnect", settle);
+  phone.on("mute", (muted) => {
+    document.getElementById("call-mute").setAttribute("aria-pressed", muted ? "true" : "false");
+  });
+  phone.on("devices", renderAudioChoice);
+  try {
+    await phone.start();
+  } catch (error) {
+    phoneStatus("error", error.message);
+  }
+}
+
+// --- transfers -------------------------------------------------------------------------------------
+
+const TRACK_KEY = "koe.transfer";
+const ACTIVE = new Set(["dialing", "consulting", "camped_on"]);
+let tracked = JSON.parse(sessionStorage.getItem(TRACK_KEY) || "null"); // {call_id, transfer}
+let transferTimer = null;
+
+function transferName(t) {
+  return t.to_name || t.to_number;
+}
+
+function recallReason(t) {
+  return T.recall_reasons[t.recall_reason] || t.recall_reason || "";
+}
+
+function localTime(iso) {
+  return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "";
+}
+
+async function transfer(target, name) {
+  if (!currentCall) return;
+  const data = await act("POST", `/calls/${currentCall.call_id}/transfer`, { ...target, kind: "blind" });
+  if (!data) return;
+  tracked = { call_id: data.call.call_id, transfer: data.transfer, name };
+  sessionStorage.setItem(TRACK_KEY, JSON.stringify(tracked));
+  document.getElementById("transfer-number").value = "";
+  renderTransfer();
+  followTransfer();
+}
+
+async function followTransfer() {
+  clearTimeout(transferTimer);
+  if (!tracked) return;
+  const data = await api("GET", `/calls/${tracked.call_id}`).catch(() => null);
+  if (data) {
+    const t = data.call.transfers.find((x) => x.id === tracked.transfer.id) || data.call.transfers.at(-1);
+    if (t && t.state !== tracked.transfer.state) loadHistory();
+    if (t) tracked.transfer = t;
+    sessionStorage.setItem(TRACK_KEY, JSON.stringify(tracked));
+    renderTransfer();
+    if (live) renderOffer(live.operator.offer);
+  }
+  if (tracked && ACTIVE.has(tracked.transfer.state)) transferTimer = setTimeout(followTransfer, 1500);
+}
+
+function renderTransfer() {
+  const panel = document.getElementById("transfer-panel");
+  panel.hidden = !tracked;
+  if (!tracked) return;
+  const t = tracked.transfer;
+  panel.className = `card transfer-panel transfer-${t.state}`;
+  const text = (T.transfer_states[t.state] || t.state)
+    .replace("{name}", transferName(t))
+    .replace("{reason}", recallReason(t));
+  document.getElementById("transfer-state").textContent = text;
+  let detail = "";
+  if (t.state === "camped_on" && t.camp_on_until) {
+    detail = T.attempts.replace("{count}", t.attempts).replace("{time}", localTime(t.camp_on_until));
+    if (t.next_attempt_at) detail += ` · ${T.next_try.replace("{time}", localTime(t.next_attempt_at))}`;
+  } else if (t.state === "recalled") {
+    detail = `${transferName(t)} · ${t.to_number}`;
+  }
+  document.getElementById("transfer-detail").textContent = detail;
+  document.getElementById("transfer-dismiss").hidden = ACTIVE.has(t.state);
+}
+
+document.getElementById("transfer-dismiss").addEventListener("click", () => {
+  tracked = null;
+  sessionStorage.removeItem(TRACK_KEY);
+  renderTransfer();
+});
 
 function renderQueue(queue) {
   const li = document.querySelector(`.console-queue[data-queue-id="${queue.id}"]`);
@@ -334,6 +564,7 @@ function renderResults() {
         span([hit.title, hit.department].filter(Boolean).join(", "), "muted"),
         span(availabilityText(hit.availability), "availability"),
       );
+      if (currentCall && (hit.phone_number || hit.mobile_number)) li.append(transferButton(hit, "hit-transfer"));
       li.addEventListener("click", () => select(i));
       return li;
     }),
@@ -367,7 +598,21 @@ function select(i) {
     detail.append(a);
   }
   detail.append(span(availabilityText(hit.availability), `availability avail-${hit.availability.state}`));
+  if (currentCall && (hit.phone_number || hit.mobile_number)) detail.append(transferButton(hit, "big accept"));
   if (hit.may_edit) detail.append(availabilityForm(hit));
+}
+
+function transferButton(hit, className) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = className;
+  button.textContent = className === "hit-transfer" ? T.transfer : T.transfer_to.replace("{name}", hit.name);
+  button.setAttribute("aria-label", T.transfer_to.replace("{name}", hit.name));
+  button.addEventListener("click", (event) => {
+    event.stopPropagation();
+    transfer({ directory_entry_id: hit.id }, hit.name);
+  });
+  return button;
 }
 
 function availabilityForm(hit) {
@@ -427,10 +672,24 @@ search.addEventListener("keydown", (event) => {
 
 document.addEventListener("keydown", (event) => {
   const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
-  if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
+  if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+  const key = event.key.toLowerCase();
+  if (event.key === "/") {
     event.preventDefault();
     search.focus();
     search.select();
+  } else if (key === "a" && phone && phone.ringing) {
+    event.preventDefault();
+    answer();
+  } else if (key === "d" && phone && phone.ringing) {
+    event.preventDefault();
+    decline();
+  } else if (key === "m" && currentCall) {
+    event.preventDefault();
+    toggleMute();
+  } else if (key === "h" && currentCall) {
+    event.preventDefault();
+    hangUp();
   }
 });
 
@@ -439,6 +698,9 @@ document.addEventListener("keydown", (event) => {
 poll();
 loadMissed();
 loadHistory();
+startPhone();
+renderTransfer();
+followTransfer();
 setInterval(poll, POLL_MS);
 setInterval(tick, 1000);
 setInterval(() => api("POST", "/me/heartbeat").catch(() => null), HEARTBEAT_MS);

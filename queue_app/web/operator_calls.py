@@ -1,0 +1,257 @@
+"""The browser phone's side of the console API: access tokens, the call's transfers, hang-up.
+
+    GET  /api/v1/token                   a Voice SDK access token (or the emulator adapter's token)
+    GET  /api/v1/calls/<id>              a call the operator answered or transferred, with its transfers
+    POST /api/v1/calls/<id>/transfer     blind transfer to a colleague (directory entry) or a number
+    POST /api/v1/calls/<id>/hangup       end the operator's connected call (the caller leg, by REST)
+
+Only blind transfers are built: `kind: consult` answers 422 `not_supported` (a consult needs a
+Conference hub, twilio.md §7). A busy colleague makes the caller camp on and retry
+(CAMP_ON_SECONDS, CAMP_ON_RETRY_SECONDS); the transfer's `state` and `recall_reason` tell the console
+what happened. Same rules as operator.py: log-in (401 JSON app-wide), CSRF header on POST (400),
+the user's organisation only (other ids are 404).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+from twilio.base.exceptions import TwilioRestException
+from werkzeug.exceptions import HTTPException
+
+from .. import get_clock
+from ..domain.states import Call as CallState
+from ..extensions import db
+from ..models import Call, DirectoryEntry, Organisation, Queue, Transfer, User
+from ..services import directory, dispatch, transfers
+from ..services.messages import MessageError, normalise_phone
+from ..telephony import tokens
+from ..telephony.rest import TwilioRest
+
+bp = Blueprint("operator_calls", __name__)
+
+API = "/api/v1"
+ID = "int(max=2147483647)"
+KINDS = ("blind", "consult")
+ACTIVE_TRANSFER_STATES = ("dialing", "consulting", "camped_on")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    return jsonify(error=exc.code, message=exc.message), exc.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Any:
+    if not request.path.startswith(API + "/"):
+        return exc
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return jsonify(error=code, message=exc.description or exc.name), exc.code or 500
+
+
+def _now() -> datetime:
+    return get_clock().now()
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _body() -> dict[str, Any]:
+    if not request.get_data(cache=True):
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", _("Send a JSON object."))
+    return body
+
+
+# --- the token ----------------------------------------------------------------------------------
+
+
+@bp.get(f"{API}/token")
+def api_token() -> Any:
+    """A token for the operator's browser phone; the console asks again before it expires."""
+    if not current_user.plan_may_log_in:
+        raise ApiError(403, "not_allowed", _("Your plan does not include taking queue calls."))
+    with db.transaction() as session:
+        identity = session.scalar(select(User.client_identity).where(User.id == current_user.id))
+    if not identity:
+        raise ApiError(
+            409, "no_phone", _("You have no browser phone (client identity). Ask an administrator.")
+        )
+    try:
+        token = tokens.voice_token(current_app.config, identity)
+    except tokens.TokenUnavailable as exc:
+        raise ApiError(503, "phone_unavailable", str(exc)) from exc
+    response = jsonify(
+        token=token.token,
+        identity=token.identity,
+        mode=token.mode,
+        ttl_seconds=token.ttl_seconds,
+        refresh_before_seconds=tokens.REFRESH_BEFORE_SECONDS,
+        expires_at=_iso(datetime.fromtimestamp(token.expires_at, UTC)),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- calls and their transfers ------------------------------------------------------------------
+
+
+def _transfer_json(t: Transfer, to_name: str | None) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "kind": t.kind,
+        "state": t.state,
+        "to_number": t.to_number,
+        "to_name": to_name,
+        "directory_entry_id": t.directory_entry_id,
+        "attempts": t.attempts,
+        "camp_on_until": _iso(t.camp_on_until),
+        "next_attempt_at": _iso(t.next_attempt_at),
+        "recall_reason": t.recall_reason,
+        "created_at": _iso(t.created_at),
+        "ended_at": _iso(t.ended_at),
+        "active": t.state in ACTIVE_TRANSFER_STATES,
+    }
+
+
+def _call_json(session: Any, call: Call) -> dict[str, Any]:
+    queue_name = (
+        session.scalar(select(Queue.name).where(Queue.id == call.queue_id)) if call.queue_id else None
+    )
+    rows = session.execute(
+        select(Transfer, DirectoryEntry.name)
+        .outerjoin(DirectoryEntry, DirectoryEntry.id == Transfer.directory_entry_id)
+        .where(Transfer.call_id == call.id)
+        .order_by(Transfer.created_at, Transfer.id)
+    ).all()
+    return {
+        "call_id": call.id,
+        "state": call.state,
+        "queue_id": call.queue_id,
+        "queue_name": queue_name,
+        "caller_number": call.from_number,
+        "answered_at": _iso(call.answered_at),
+        "ended_at": _iso(call.ended_at),
+        "answered_by_me": call.answered_by_id == current_user.id,
+        "transfers": [_transfer_json(t, name) for t, name in rows],
+    }
+
+
+def _mine(session: Any, call_id: int) -> Call:
+    """A call of the user's organisation that they answered or transferred; else 404."""
+    call = session.get(Call, call_id)
+    if call is None or call.organisation_id != current_user.organisation_id:
+        raise ApiError(404, "not_found", _("No such call."))
+    if call.answered_by_id != current_user.id:
+        transferred = session.scalar(
+            select(Transfer.id).where(Transfer.call_id == call.id, Transfer.from_user_id == current_user.id)
+        )
+        if transferred is None:
+            raise ApiError(404, "not_found", _("No such call."))
+    return call
+
+
+@bp.get(f"{API}/calls/<{ID}:call_id>")
+def api_call(call_id: int) -> Any:
+    with db.transaction() as session:
+        return jsonify(call=_call_json(session, _mine(session, call_id)), now=_iso(_now()))
+
+
+def _connected(session: Any, call_id: int) -> Call:
+    call = _mine(session, call_id)
+    if call.state != CallState.CONNECTED.value or call.answered_by_id != current_user.id:
+        raise ApiError(409, "not_connected", _("You can only do this with a call you are connected to."))
+    return call
+
+
+def _transfer_target(body: dict[str, Any], now: datetime) -> tuple[str, int | None]:
+    """(E.164 number, directory entry id or None) from `to_number` and/or `directory_entry_id`."""
+    entry_id = body.get("directory_entry_id")
+    raw = body.get("to_number")
+    if entry_id is None and raw in (None, ""):
+        raise ApiError(422, "missing_target", _("Choose a colleague or enter a number."))
+    if raw not in (None, "") and not isinstance(raw, str):
+        raise ApiError(422, "invalid_number", _("The number must be text."))
+    if entry_id is not None and (isinstance(entry_id, bool) or not isinstance(entry_id, int)):
+        raise ApiError(422, "invalid_entry", _("directory_entry_id must be a whole number."))
+    with db.transaction() as session:
+        country = session.scalar(
+            select(Organisation.holiday_country).where(Organisation.id == current_user.organisation_id)
+        )
+        if entry_id is not None:
+            try:
+                hit = directory.get(session, current_user.organisation_id, entry_id, now)
+            except directory.EntryNotFound as exc:
+                raise ApiError(404, "not_found", _("No such colleague in the directory.")) from exc
+            if raw in (None, ""):
+                raw = hit.phone_number or hit.mobile_number
+                if not raw:
+                    raise ApiError(422, "invalid_number", _("%(name)s has no phone number.", name=hit.name))
+    try:
+        number = normalise_phone(str(raw), country or "SE")
+    except MessageError as exc:
+        raise ApiError(422, "invalid_number", exc.message) from exc
+    return number, entry_id
+
+
+@bp.post(f"{API}/calls/<{ID}:call_id>/transfer")
+def api_transfer(call_id: int) -> Any:
+    body = _body()
+    kind = body.get("kind", "blind")
+    if kind not in KINDS:
+        raise ApiError(422, "invalid_kind", _("kind must be blind or consult."))
+    now = _now()
+    with db.transaction() as session:
+        _connected(session, call_id)
+    if kind == "consult":
+        raise ApiError(
+            422, "not_supported", _("Consult-then-transfer is not available yet; use a blind transfer.")
+        )
+    number, entry_id = _transfer_target(body, now)
+    try:
+        transfer_id = transfers.start_blind_transfer(call_id, current_user.id, number, now)
+    except transfers.TransferError as exc:
+        # Checked above; the call changed in between (the caller hung up, or a second click).
+        raise ApiError(
+            409, "not_connected", _("You can only do this with a call you are connected to.")
+        ) from exc
+    with db.transaction() as session:
+        transfer = session.get_one(Transfer, transfer_id)
+        transfer.directory_entry_id = entry_id
+    dispatch.wake(current_user.organisation_id)
+    with db.transaction() as session:
+        call = session.get_one(Call, call_id)
+        payload = _call_json(session, call)
+    transfer_json = next(t for t in payload["transfers"] if t["id"] == transfer_id)
+    return jsonify(transfer=transfer_json, call=payload), 202
+
+
+@bp.post(f"{API}/calls/<{ID}:call_id>/hangup")
+def api_hangup(call_id: int) -> Any:
+    _body()
+    with db.transaction() as session:
+        call_sid = _connected(session, call_id).call_sid
+    try:
+        TwilioRest.from_app().hang_up(call_sid)
+    except TwilioRestException as exc:
+        if exc.status == 404 or exc.code in (20404, 21220):
+            raise ApiError(409, "call_ended", _("This call has already ended.")) from exc
+        raise ApiError(502, "twilio_error", _("Twilio did not accept the request. Try again.")) from exc
+    # The status callback of the caller leg ends the call and starts the operator's wrap-up.
+    return jsonify(ok=True, call_id=call_id), 202
