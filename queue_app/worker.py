@@ -26,9 +26,9 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import get_clock
 from .extensions import db
-from .services import closing, dispatch, messages, operators, transfers
+from .services import callbacks, closing, dispatch, messages, operators, transfers
 from .services import offers as offer_service
-from .services.dispatch import PendingRedirect
+from .services.dispatch import CREATE_CALL, PendingRedirect
 from .telephony.rest import TwilioRest
 
 log = logging.getLogger("koe.worker")
@@ -75,18 +75,33 @@ def run_pending(now: datetime) -> datetime | None:
 
 
 def perform_redirects(redirects: list[PendingRedirect], now: datetime, rest: TwilioRest | None = None) -> int:
-    """Move each caller leg to its new TwiML; a failure cancels what the redirect was for."""
+    """Move each caller leg to its new TwiML, or place a callback's call to its operator.
+
+    A failure cancels what the redirect was for (a callback goes back to callback_pending).
+    """
     if not redirects:
         return 0
     rest = rest or TwilioRest.from_app()
     base = current_app.config["PUBLIC_BASE_URL"]
     failed = 0
     for redirect in redirects:
+        # Closing and transfers hand over redirects of their own shape, without a `kind`.
+        creates_call = getattr(redirect, "kind", None) == CREATE_CALL
         try:
-            rest.redirect_call(redirect.call_sid, redirect.url(base))
+            if creates_call:
+                rest.create_call(
+                    redirect.to or "",
+                    redirect.from_ or "",
+                    redirect.url(base),
+                    status_callback=redirect.status_url(base),
+                    timeout=redirect.timeout,
+                )
+            else:
+                rest.redirect_call(redirect.call_sid, redirect.url(base))
         except Exception as exc:  # one bad call must not stop the others
             failed += 1
-            gone = isinstance(exc, TwilioRestException) and exc.code in CALLER_GONE_CODES
+            # Only a redirected caller leg can be gone; a callback's caller is reached by a new call.
+            gone = not creates_call and isinstance(exc, TwilioRestException) and exc.code in CALLER_GONE_CODES
             reason = f"{type(exc).__name__}: {getattr(exc, 'code', '') or exc}"[:200]
             log.warning("redirect of %s to %s failed: %s", redirect.call_sid, redirect.path, reason)
             _undo(redirect, now, reason, gone)
@@ -112,6 +127,7 @@ def next_deadline(now: datetime, next_closing: datetime | None = None) -> dateti
             operators.next_console_deadline(session, now, heartbeat_timeout()),
             transfers.next_attempt(session),
             messages.next_due(session),
+            callbacks.next_retry(session, now),
         ]
     candidates.append(next_closing)
     present = [c for c in candidates if c is not None]

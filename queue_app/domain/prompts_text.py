@@ -34,6 +34,8 @@ class Phrase(StrEnum):
     VOICEMAIL_PROMPT = "voicemail_prompt"
     VOICEMAIL_THANKS = "voicemail_thanks"
     INVALID_CHOICE = "invalid_choice"
+    CALLBACK_NO_ANSWER = "callback_no_answer"  # said to the operator after a callback nobody took
+    CALLBACK_GIVEN_UP = "callback_given_up"
 
 
 LANGUAGES = ("sv", "en")
@@ -163,6 +165,10 @@ _FIXED = {
         ),
         Phrase.VOICEMAIL_THANKS: "Tack för ditt meddelande. Vi återkommer så snart vi kan. Hej då.",
         Phrase.INVALID_CHOICE: "Det valet finns inte. Du har kvar din plats i kön.",
+        Phrase.CALLBACK_NO_ANSWER: "Ingen svarade. Vi försöker igen senare.",
+        Phrase.CALLBACK_GIVEN_UP: (
+            "Ingen svarade. Vi har försökt flera gånger, så samtalet ligger kvar bland de missade samtalen."
+        ),
     },
     "en": {
         Phrase.FIRST_QUEUE_MESSAGE: (
@@ -208,6 +214,10 @@ _FIXED = {
             "Thank you for your message. We will get back to you as soon as we can. Goodbye."
         ),
         Phrase.INVALID_CHOICE: "That is not one of the choices. You keep your place in the queue.",
+        Phrase.CALLBACK_NO_ANSWER: "Nobody answered. We will try again later.",
+        Phrase.CALLBACK_GIVEN_UP: (
+            "Nobody answered. We have tried several times, so the call stays in the list of missed calls."
+        ),
     },
 }
 
@@ -243,3 +253,19 @@ def fixed(language: str, phrase: Phrase) -> str:
 def bilingual(phrase: Phrase) -> tuple[tuple[str, str], ...]:
     """(language, text) in Swedish, then English: for callers whose language we do not know."""
     return tuple((lang, _FIXED[lang][phrase]) for lang in LANGUAGES)
+
+
+def spoken_number(number: str, language: str) -> str:
+    """A phone number digit by digit ("0 7 0 1 2 3 …"), national form for Swedish numbers in Swedish."""
+    digits = number.strip().replace(" ", "")
+    if language_or_default(language) == "sv" and digits.startswith("+46"):
+        digits = "0" + digits[3:]
+    return " ".join("plus" if ch == "+" else ch for ch in digits if ch.isdigit() or ch == "+")
+
+
+def callback_whisper(language: str, number: str, queue_name: str) -> str:
+    """What the operator hears before a callback is dialled: whom they call, and from which queue."""
+    spoken = spoken_number(number, language)
+    if language_or_default(language) == "en":
+        return f"Calling back {spoken}, who was waiting in the queue {queue_name}."
+    return f"Återuppringning till {spoken}, som väntade i kön {queue_name}."

@@ -31,9 +31,11 @@ _CALL_MOVES: dict[Call, frozenset[Call]] = {
     Call.WAITING: frozenset(
         {Call.OFFERED, Call.ABANDONED, Call.OVERFLOWED, Call.CLOSED, Call.CALLBACK_PENDING}
     ),
-    # Back to WAITING after a missed offer; the caller keeps their place.
-    Call.OFFERED: frozenset({Call.CONNECTED, Call.WAITING, Call.ABANDONED}),
-    Call.CONNECTED: frozenset({Call.TRANSFERRING, Call.COMPLETED}),
+    # Back to WAITING after a missed offer; the caller keeps their place. A callback's offer (the
+    # operator's outbound leg) goes back to CALLBACK_PENDING instead.
+    Call.OFFERED: frozenset({Call.CONNECTED, Call.WAITING, Call.ABANDONED, Call.CALLBACK_PENDING}),
+    # A callback whose callee did not answer: retried later, or given up (abandoned) after the last try.
+    Call.CONNECTED: frozenset({Call.TRANSFERRING, Call.COMPLETED, Call.CALLBACK_PENDING, Call.ABANDONED}),
     Call.TRANSFERRING: frozenset(
         {Call.COMPLETED, Call.CAMPED_ON, Call.WAITING, Call.OFFERED, Call.ABANDONED, Call.CONNECTED}
     ),

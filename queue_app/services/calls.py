@@ -965,9 +965,10 @@ def choose_option(call_sid: str, digits: str, now: datetime) -> OptionAnswer:
         if choice == "1" and queue.callback_enabled and _caller_id(call.from_number) is not None:
             if not _move(session, call, CallState.CALLBACK_PENDING, now, callback_number=call.from_number):
                 return OptionAnswer("not_waiting")
-            # TODO(dispatch): pick callback_pending calls in their queue order (entered_queue_at is
-            # kept) and, when it is their turn, offer the chosen operator an outbound call to
-            # `callback_number` (CALLBACK_PENDING -> OFFERED). Until then they wait in our order.
+            # The dispatcher offers it in its queue order (entered_queue_at is kept) as an outbound
+            # call to the operator, who is then connected to `callback_number` (services/callbacks.py).
+            # Until that call is answered the switchboard's shared list shows whom it owes a call.
+            _add_missed_call(session, call, "callback", now)
             organisation_id = call.organisation_id
             confirmation = spoken(prompts_text.fixed(language, Phrase.CALLBACK_CONFIRMED), language, voice)
             answer = OptionAnswer("callback_pending", (confirmation,), leave=True)

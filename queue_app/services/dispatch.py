@@ -4,6 +4,8 @@
 gets what, claims each call and operator with a conditional UPDATE (`WHERE state = 'waiting'` /
 `'available'`, and `rowcount == 1`, as healthchecks' sendalerts does), commits, and only then
 returns the redirects. The worker performs them (REST, after commit); a failed one cancels its offer.
+Callers waiting for a callback (`callback_pending`) are served in the same order; their offer rings
+one operator through an outbound call (`kind=CREATE_CALL`, services/callbacks.py).
 
 Each organisation is dispatched in its own transaction under its own lock, so one busy switchboard
 never holds up another and two workers can share the organisations between them.
@@ -53,7 +55,7 @@ from ..models import (
     User,
     UserSkill,
 )
-from . import offers
+from . import callbacks, offers
 
 log = logging.getLogger("koe.dispatch")
 
@@ -66,18 +68,35 @@ _local_locks: dict[int, threading.Lock] = {}
 _local_locks_guard = threading.Lock()
 
 
+REDIRECT = "redirect"
+CREATE_CALL = "create_call"
+
+
 @dataclass(frozen=True, slots=True)
 class PendingRedirect:
-    """A caller leg to move to new TwiML once the transaction that decided it has committed."""
+    """REST work decided in a transaction, done by the worker once that transaction has committed.
+
+    `kind=REDIRECT`: move the caller leg `call_sid` to the TwiML at `path`. `kind=CREATE_CALL` (a
+    callback, services/callbacks.py): there is no caller leg; create an outbound call to `to` (the
+    operator's `client:<identity>` or phone) from `from_` (the number the caller rang), running
+    `path` when answered, with status callbacks to `path + "/status"` and ringing `timeout` s.
+    """
 
     call_id: int
     call_sid: str
     path: str  # e.g. "/twilio/offer/<group_key>"
     group_key: str | None = None
     transfer_id: int | None = None
+    kind: str = REDIRECT
+    to: str | None = None
+    from_: str | None = None
+    timeout: int = 30
 
     def url(self, base: str) -> str:
         return base.rstrip("/") + self.path
+
+    def status_url(self, base: str) -> str:
+        return self.url(base) + "/status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +136,8 @@ def _dispatcher_lock(session: Session, organisation_id: int, exclusive: bool) ->
             lock.release()
 
 
+# The calls the dispatcher offers: callers in the queue, and callers waiting to be called back.
+DISPATCHED_STATES = (CallState.WAITING.value, CallState.CALLBACK_PENDING.value)
 MISSED_OFFER_STATES = (OfferState.NO_ANSWER.value, OfferState.DECLINED.value, OfferState.UNREACHABLE.value)
 
 
@@ -176,7 +197,7 @@ def organisations_to_dispatch() -> list[int]:
     someone_waits = (
         select(Call.id)
         .join(QueueLogin, QueueLogin.queue_id == Call.queue_id)
-        .where(QueueLogin.user_id == OperatorStatus.user_id, Call.state == CallState.WAITING.value)
+        .where(QueueLogin.user_id == OperatorStatus.user_id, Call.state.in_(DISPATCHED_STATES))
         .exists()
     )
     # A plain read on the reading engine: on SQLite it must not wait for another dispatcher's write lock.
@@ -206,7 +227,7 @@ def dispatch_organisation(
             for qid in op.queue_ids:
                 free_per_queue[qid] += 1
         limits = {qid: n + WAITING_CALLS_SLACK for qid, n in free_per_queue.items()}
-        calls = _load_waiting_calls(session, limits)
+        calls = _load_waiting_calls(session, limits, now)
         if not calls:
             return []
         queues = _load_queue_rules(session, sorted({c.queue_id for c in calls.values() if c.queue_id}))
@@ -228,7 +249,7 @@ def dispatch_organisation(
             if not short:
                 break
             limits.update(short)
-            more = _load_waiting_calls(session, short)
+            more = _load_waiting_calls(session, short, now)
             missed.update(_missed_by(session, [cid for cid in more if cid not in calls]))
             calls.update(more)
             new_queues = sorted(
@@ -320,18 +341,22 @@ def _with_answered_today(
     return [replace(op, answered_today=counts[op.user_id]) for op in operators]
 
 
-def _load_waiting_calls(session: Session, limits: dict[int, int]) -> dict[int, Call]:
-    """The head of each queue: up to `limits[queue]` waiting calls in the order they are served."""
+def _load_waiting_calls(session: Session, limits: dict[int, int], now: datetime) -> dict[int, Call]:
+    """The head of each queue: up to `limits[queue]` waiting calls in the order they are served.
+
+    Callers waiting for a callback are in the same order (their place is kept); one whose last
+    attempt failed is left out until its retry is due.
+    """
     calls: dict[int, Call] = {}
     for queue_id, limit in sorted(limits.items()):
         rows = session.scalars(
             select(Call)
-            .where(Call.queue_id == queue_id, Call.state == CallState.WAITING.value)
+            .where(Call.queue_id == queue_id, Call.state.in_(DISPATCHED_STATES))
             .order_by(Call.priority.desc(), Call.entered_queue_at, Call.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        calls.update((c.id, c) for c in rows)
+        calls.update((c.id, c) for c in rows if callbacks.is_due(c, now))
     return calls
 
 
@@ -380,27 +405,42 @@ def _apply(
     redirects: list[PendingRedirect] = []
     for planned in plan:
         call = calls[planned.call_id]
+        was = call.state  # waiting, or callback_pending
         claimed = session.execute(
             update(Call)
-            .where(Call.id == call.id, Call.state == CallState.WAITING.value)
+            .where(Call.id == call.id, Call.state == was)
             .values(state=CallState.OFFERED.value, version=Call.version + 1)
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:
             log.info("call %s was taken by someone else before we could offer it", call.call_sid)
             continue
-        won = [uid for uid in planned.user_ids if _claim_operator(session, uid, now)]
+        callback = was == CallState.CALLBACK_PENDING.value
+        if callback:
+            # One outbound call per callback: the first of the planned operators we can claim.
+            first = next((uid for uid in planned.user_ids if _claim_operator(session, uid, now)), None)
+            won = [first] if first is not None else []
+        else:
+            won = [uid for uid in planned.user_ids if _claim_operator(session, uid, now)]
         if not won:
             session.execute(
                 update(Call)
                 .where(Call.id == call.id, Call.state == CallState.OFFERED.value)
-                .values(state=CallState.WAITING.value, version=Call.version + 1)
+                .values(state=was, version=Call.version + 1)
                 .execution_options(synchronize_session=False)
             )
             continue
         queue = queues[planned.queue_id].queue
         group_key = offers.create_offer_group(session, call, won, queue.ring_timeout_seconds, now)
-        offers.call_event(session, call, "offered", now, group_key=group_key, user_ids=won)
+        offers.call_event(
+            session,
+            call,
+            "offered",
+            now,
+            group_key=group_key,
+            user_ids=won,
+            **({"callback": True} if callback else {}),
+        )
         for uid in won:
             session.add(
                 OperatorEvent(
@@ -412,10 +452,32 @@ def _apply(
                     data={"call_id": call.id, "group_key": group_key, "from": "available", "to": "ringing"},
                 )
             )
-        redirects.append(
-            PendingRedirect(call.id, call.call_sid, f"/twilio/offer/{group_key}", group_key=group_key)
-        )
+        if callback:
+            redirects.append(_callback_call(session, call, won[0], group_key, queue.ring_timeout_seconds))
+        else:
+            redirects.append(
+                PendingRedirect(call.id, call.call_sid, f"/twilio/offer/{group_key}", group_key=group_key)
+            )
     return redirects
+
+
+def _callback_call(
+    session: Session, call: Call, user_id: int, group_key: str, timeout: int
+) -> PendingRedirect:
+    """The outbound call to the operator that starts a callback (the caller's leg is long gone)."""
+    user = session.get(User, user_id)
+    target = offers.device_of(user) if user else None
+    to = "" if target is None else f"client:{target.address}" if target.kind == "client" else target.address
+    return PendingRedirect(
+        call.id,
+        call.call_sid,
+        f"/twilio/callback/{group_key}",
+        group_key=group_key,
+        kind=CREATE_CALL,
+        to=to,
+        from_=call.to_number,
+        timeout=timeout,
+    )
 
 
 def _claim_operator(session: Session, user_id: int, now: datetime) -> bool:

@@ -268,9 +268,26 @@ def close_group(
         and not _call_has_live_offer(session, call.id, except_group=None)
     ):
         move_call(
-            session, call, CallState.WAITING, now, kind, group_key=offers[0].group_key, outcome=outcome.value
+            session, call, back_state(call), now, kind, group_key=offers[0].group_key, outcome=outcome.value
         )
     return call
+
+
+def is_callback(call: Call) -> bool:
+    """A call the caller asked us to return: its offers ring an operator's outbound leg, not a Dial."""
+    return call.callback_number is not None
+
+
+def back_state(call: Call) -> CallState:
+    """Where a call goes after a missed offer, keeping its place: waiting, or waiting for its callback."""
+    return CallState.CALLBACK_PENDING if is_callback(call) else CallState.WAITING
+
+
+# The steps services/callbacks.py composes into its own transactions.
+lock_group = _group
+lock_call = _lock_call
+accept_offer = _accept
+end_offer = _end_offer
 
 
 def record_leg_status(
@@ -371,7 +388,8 @@ def cancel_group(group_key: str, now: datetime, reason: str, caller_gone: bool =
 
 
 def reclaim_expired(session: Session, now: datetime) -> int:
-    """Offers still ringing past their deadline: a lost callback. Caller back to waiting.
+    """Offers still ringing past their deadline: a lost callback. Caller back to waiting (or to
+    callback_pending for a callback's offer).
 
     Not counted as a miss: the operator may never have rung (the redirect may not have happened),
     and an automatic log-out must not follow from our own lost callback.

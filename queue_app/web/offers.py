@@ -13,6 +13,10 @@ URL contract (group_key: an offer group, one per call and dispatch; operator: a 
     /twilio/transfer/<transfer_id>                     caller leg: <Dial> the colleague
     /twilio/transfer/<transfer_id>/result              that Dial's action
     /twilio/transfer/<transfer_id>/wait                camp-on waitUrl
+    /twilio/callback/<group_key>                       operator's outbound leg answered: whom to call,
+                                                       then <Dial callerId><Number>caller</Number>
+    /twilio/callback/<group_key>/status                that leg's status callback
+    /twilio/callback/<group_key>/result                the Dial to the caller's action
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from .. import get_clock
+from ..domain import prompts_text
 from ..extensions import csrf
-from ..services import dispatch, offers, transfers
+from ..services import callbacks, dispatch, offers, transfers
 from ..services.offers import DialOutcome, OfferPlan
 from ..services.transfers import TransferOutcome, TransferResult
 from ..telephony.signatures import twilio_signed
@@ -90,6 +95,9 @@ def _webhook_failed(exc: Exception) -> Response | HTTPException:
     log.exception(
         "offer webhook failed route=%s call_sid=%s", request.path, request.values.get("CallSid", "-")
     )
+    if request.path.startswith("/twilio/callback/"):
+        # The operator's own outbound leg: never into the caller queue.
+        return _xml(VoiceResponse()) if request.path.endswith("/status") else _hang_up()
     if request.path.endswith(("/leg", "/whisper-result", "/wait")):
         return _xml(VoiceResponse())
     if request.path.endswith("/whisper"):
@@ -273,4 +281,64 @@ def transfer_wait(transfer_id: int) -> Response:
     language = transfers.transfer_language(transfer_id)
     _say(response, CAMP_ON_WAIT.get(language, CAMP_ON_WAIT["sv"]), language)
     response.pause(length=20)
+    return _xml(response)
+
+
+# --- callbacks (services/callbacks.py) --------------------------------------------------------------
+
+
+@bp.post("/twilio/callback/<group_key>")
+@twilio_signed
+def callback(group_key: str) -> Response:
+    """The operator answered the callback's outbound call: tell them whom, then dial the caller."""
+    plan = callbacks.answer(group_key, get_clock().now())
+    if not plan.active:
+        return _hang_up()
+    response = VoiceResponse()
+    whisper = prompts_text.callback_whisper(plan.language, plan.callback_number, plan.queue_name)
+    _say(response, whisper, plan.language, plan.voice)
+    dial = response.dial(
+        caller_id=plan.caller_id,
+        action=f"{_base()}/twilio/callback/{group_key}/result",
+        method="POST",
+        timeout=callbacks.CALLBACK_DIAL_TIMEOUT,
+    )
+    dial.number(plan.callback_number)
+    return _xml(response)
+
+
+@bp.post("/twilio/callback/<group_key>/status")
+@twilio_signed
+def callback_status(group_key: str) -> Response:
+    status = request.form.get("CallStatus", "")
+    outcome = callbacks.record_operator_leg(group_key, status, get_clock().now())
+    if outcome != "recorded":
+        dispatch.wake()
+    return _xml(VoiceResponse())
+
+
+@bp.post("/twilio/callback/<group_key>/result")
+@twilio_signed
+def callback_result(group_key: str) -> Response:
+    result = callbacks.finish(
+        group_key,
+        request.form.get("DialCallStatus", ""),
+        get_clock().now(),
+        retry_seconds=int(current_app.config.get("CALLBACK_RETRY_SECONDS", callbacks.DEFAULT_RETRY_SECONDS)),
+        max_attempts=int(current_app.config.get("CALLBACK_MAX_ATTEMPTS", callbacks.CALLBACK_MAX_ATTEMPTS)),
+    )
+    dispatch.wake()
+    response = VoiceResponse()
+    phrase = {
+        "retry": prompts_text.Phrase.CALLBACK_NO_ANSWER,
+        "given_up": prompts_text.Phrase.CALLBACK_GIVEN_UP,
+    }
+    if result.outcome in phrase:
+        _say(
+            response,
+            prompts_text.fixed(result.language, phrase[result.outcome]),
+            result.language,
+            result.voice,
+        )
+    response.hangup()
     return _xml(response)
