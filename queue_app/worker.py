@@ -26,7 +26,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import get_clock
 from .extensions import db
-from .services import callbacks, closing, dispatch, messages, operators, transfers
+from .services import callbacks, closing, dispatch, messages, operators, prompts, transfers
 from .services import offers as offer_service
 from .services.dispatch import CREATE_CALL, PendingRedirect
 from .telephony.rest import TwilioRest
@@ -64,6 +64,9 @@ def run_pending(now: datetime) -> datetime | None:
     failed = perform_redirects(redirects, now)
     # Messages after the calls: a slow mail server must not delay a caller's offer.
     attempts = messages.send_due(now)
+    # Prompts recorded by phone: call the admin who asked, and store what they chose to keep.
+    prompts.place_pending_calls(now)
+    prompts.fetch_kept_recordings(now)
     if failed or attempts >= messages.BATCH:
         # A failed redirect freed operators, or more messages wait: another round at once.
         return now
