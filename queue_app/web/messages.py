@@ -11,13 +11,11 @@ Sending only stores the message; the worker sends it (services/messages.py).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from flask_babel import gettext as _
 from flask_login import current_user
-from werkzeug.exceptions import HTTPException
 
 from .. import get_clock
 from ..domain import message_templates
@@ -25,26 +23,17 @@ from ..domain.message_templates import Segments
 from ..extensions import csrf, db
 from ..services import dispatch, messages
 from ..telephony.signatures import twilio_signed
+from .api import API, ID, ApiError, install_error_handlers, iso
 
 log = logging.getLogger("koe.messages")
 
 bp = Blueprint("messages", __name__)
 
-API = "/api/v1"
-ID = "int(max=2147483647)"
 MAX_ID = 2147483647
 MAX_LIMIT = 100
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> tuple[Response, int]:
-    return jsonify(error=exc.code, message=exc.message), exc.status
+install_error_handlers(bp)
 
 
 @bp.errorhandler(messages.MessageError)
@@ -52,19 +41,7 @@ def _message_error(exc: messages.MessageError) -> tuple[Response, int]:
     return jsonify(error=exc.code, message=exc.message), exc.status
 
 
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Any:
-    if not request.path.startswith(API + "/"):
-        return exc
-    code = (exc.name or "error").lower().replace(" ", "_")
-    return jsonify(error=code, message=exc.description or exc.name), exc.code or 500
-
-
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _body() -> dict[str, Any]:
@@ -132,9 +109,9 @@ def _message_json(m: messages.MessageView) -> dict[str, Any]:
         "status": m.status,
         "error": m.error,
         "attempts": m.attempts,
-        "next_attempt_at": _iso(m.next_attempt_at) if m.status == "queued" else None,
-        "created_at": _iso(m.created_at),
-        "updated_at": _iso(m.updated_at),
+        "next_attempt_at": iso(m.next_attempt_at) if m.status == "queued" else None,
+        "created_at": iso(m.created_at),
+        "updated_at": iso(m.updated_at),
     }
 
 
@@ -234,7 +211,7 @@ def api_messages() -> Any:
         call_id=int(raw_call) if raw_call else None,
         limit=int(raw_limit) if raw_limit else messages.DEFAULT_LIST_LIMIT,
     )
-    return jsonify(now=_iso(get_clock().now()), messages=[_message_json(m) for m in items])
+    return jsonify(now=iso(get_clock().now()), messages=[_message_json(m) for m in items])
 
 
 @bp.get(f"{API}/messages/<{ID}:message_id>")

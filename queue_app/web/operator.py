@@ -25,19 +25,18 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
-from werkzeug.exceptions import Forbidden, HTTPException
+from werkzeug.exceptions import Forbidden
 
 from .. import get_clock
 from ..auth import VisibleQueue, queues_visible_to, require_queue
 from ..extensions import db
 from ..services import console, directory, dispatch, operators
 from ..services.operators import NotAllowed, NotLicensed, OperatorError
+from .api import API, ID, ApiError, install_error_handlers, iso
 
 bp = Blueprint("operator", __name__)
 
-API = "/api/v1"
 # Ids beyond a 32-bit integer are nobody's (and would overflow PostgreSQL's integer columns).
-ID = "int(max=2147483647)"
 MAX_PAUSE_REASON = 100
 MAX_WRAP_UP_EXTENSION = 3600
 MAX_LIMIT = 100
@@ -45,24 +44,7 @@ VOLATILE_KEYS = frozenset({"now", "waiting_seconds", "longest_wait_seconds", "wr
 OPENAPI_FILE = "openapi.yaml"
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> tuple[Response, int]:
-    return jsonify(error=exc.code, message=exc.message), exc.status
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Any:
-    """Other HTTP errors of the API (bad JSON, 405 …) as JSON too; 403/404/CSRF have app-wide handlers."""
-    if not request.path.startswith(API + "/"):
-        return exc
-    code = (exc.name or "error").lower().replace(" ", "_")
-    return jsonify(error=code, message=exc.description or exc.name), exc.code or 500
+install_error_handlers(bp)
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -70,12 +52,6 @@ def _http_error(exc: HTTPException) -> Any:
 
 def _now() -> datetime:
     return get_clock().now()
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _seconds_since(value: datetime | None, now: datetime) -> int | None:
@@ -123,9 +99,9 @@ def _operator_json(state: console.OperatorState, now: datetime) -> dict[str, Any
     call = state.current_call
     return {
         "state": state.state,
-        "since": _iso(state.state_since),
+        "since": iso(state.state_since),
         "pause_reason": state.pause_reason,
-        "wrap_up_until": _iso(state.wrap_up_until),
+        "wrap_up_until": iso(state.wrap_up_until),
         "wrap_up_remaining_seconds": wrap_left,
         "queue_ids": list(state.queue_ids),
         "notice_pending": state.notice_pending,
@@ -136,8 +112,8 @@ def _operator_json(state: console.OperatorState, now: datetime) -> dict[str, Any
             "call_id": offer.call_id,
             "queue_id": offer.queue_id,
             "caller_number": offer.caller_number,
-            "waiting_since": _iso(offer.waiting_since),
-            "deadline_at": _iso(offer.deadline_at),
+            "waiting_since": iso(offer.waiting_since),
+            "deadline_at": iso(offer.deadline_at),
         },
         "current_call": None
         if call is None
@@ -145,7 +121,7 @@ def _operator_json(state: console.OperatorState, now: datetime) -> dict[str, Any
             "call_id": call.call_id,
             "queue_id": call.queue_id,
             "caller_number": call.caller_number,
-            "answered_at": _iso(call.answered_at),
+            "answered_at": iso(call.answered_at),
         },
     }
 
@@ -174,7 +150,7 @@ def _queues_json(now: datetime) -> list[dict[str, Any]]:
                 "operators_by_state": f.operators_by_state,
                 "callers_waiting": f.callers_waiting,
                 "callbacks_pending": f.callbacks_pending,
-                "longest_waiting_since": _iso(f.longest_waiting_since),
+                "longest_waiting_since": iso(f.longest_waiting_since),
                 "longest_wait_seconds": _seconds_since(f.longest_waiting_since, now),
                 "callers": [
                     {
@@ -183,7 +159,7 @@ def _queues_json(now: datetime) -> list[dict[str, Any]]:
                         "state": c.state,
                         "priority": c.priority,
                         "position": position,
-                        "waiting_since": _iso(c.waiting_since),
+                        "waiting_since": iso(c.waiting_since),
                         "waiting_seconds": _seconds_since(c.waiting_since, now),
                     }
                     for position, c in enumerate(f.callers, start=1)
@@ -221,7 +197,7 @@ def _entry_json(hit: directory.DirectoryHit, now: datetime) -> dict[str, Any]:
         "availability": {
             "state": a.state,
             "note": a.note,
-            "until": _iso(a.until),
+            "until": iso(a.until),
             "until_local": _local_time(a.until, now),
             "on_call": a.on_call,
         },
@@ -237,10 +213,10 @@ def _missed_json(item: console.MissedItem) -> dict[str, Any]:
         "number": item.number,
         "reason": item.reason,
         "status": item.status,
-        "created_at": _iso(item.created_at),
+        "created_at": iso(item.created_at),
         "waited_seconds": item.waited_seconds,
         "handled_by": item.handled_by_name,
-        "handled_at": _iso(item.handled_at),
+        "handled_at": iso(item.handled_at),
         "earlier_open": item.earlier_open,
     }
 
@@ -311,7 +287,7 @@ def api_me() -> Any:
         logged_out=_notice_json(notice),
         csrf_token=generate_csrf(),
         heartbeat_interval_seconds=console.HEARTBEAT_INTERVAL_SECONDS,
-        now=_iso(now),
+        now=iso(now),
         **_operator_now(now),
     )
 
@@ -381,7 +357,7 @@ def api_wrap_up_extend() -> Any:
 @bp.get(f"{API}/queues")
 def api_queues() -> Any:
     now = _now()
-    return jsonify(now=_iso(now), queues=_queues_json(now))
+    return jsonify(now=iso(now), queues=_queues_json(now))
 
 
 @bp.post(f"{API}/queues/<{ID}:queue_id>/login")
@@ -428,7 +404,7 @@ def api_live() -> Any:
     now = _now()
     scope = _missed_scope()
     payload = {
-        "now": _iso(now),
+        "now": iso(now),
         "operator": _operator_json(console.operator_state(db.session, current_user.id), now),
         "queues": _queues_json(now),
         "missed_open": console.open_missed_count(
@@ -544,15 +520,15 @@ def api_history() -> Any:
     items = console.history(db.session, current_user.organisation_id, current_user.id, limit)
     now = _now()
     return jsonify(
-        now=_iso(now),
+        now=iso(now),
         calls=[
             {
                 "call_id": i.call_id,
                 "queue_id": i.queue_id,
                 "queue_name": i.queue_name,
                 "caller_number": i.caller_number,
-                "answered_at": _iso(i.answered_at),
-                "ended_at": _iso(i.ended_at),
+                "answered_at": iso(i.answered_at),
+                "ended_at": iso(i.ended_at),
                 "duration_seconds": int((i.ended_at - i.answered_at).total_seconds())
                 if i.ended_at and i.answered_at
                 else None,
@@ -566,7 +542,7 @@ def api_history() -> Any:
                         "kind": t.kind,
                         "state": t.state,
                         "recall_reason": t.recall_reason,
-                        "created_at": _iso(t.created_at),
+                        "created_at": iso(t.created_at),
                     }
                     for t in i.transfers
                 ],
@@ -576,7 +552,7 @@ def api_history() -> Any:
                         "channel": m.channel,
                         "to_address": m.to_address,
                         "status": m.status,
-                        "created_at": _iso(m.created_at),
+                        "created_at": iso(m.created_at),
                     }
                     for m in i.messages
                 ],

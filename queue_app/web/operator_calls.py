@@ -17,12 +17,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 from twilio.base.exceptions import TwilioRestException
-from werkzeug.exceptions import HTTPException
 
 from .. import get_clock
 from ..domain.states import Call as CallState
@@ -32,42 +31,19 @@ from ..services import directory, dispatch, transfers
 from ..services.messages import MessageError, normalise_phone
 from ..telephony import tokens
 from ..telephony.rest import TwilioRest
+from .api import API, ID, ApiError, install_error_handlers, iso
 
 bp = Blueprint("operator_calls", __name__)
 
-API = "/api/v1"
-ID = "int(max=2147483647)"
 KINDS = ("blind", "consult")
 ACTIVE_TRANSFER_STATES = ("dialing", "consulting", "camped_on")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> tuple[Response, int]:
-    return jsonify(error=exc.code, message=exc.message), exc.status
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> Any:
-    if not request.path.startswith(API + "/"):
-        return exc
-    code = (exc.name or "error").lower().replace(" ", "_")
-    return jsonify(error=code, message=exc.description or exc.name), exc.code or 500
+install_error_handlers(bp)
 
 
 def _now() -> datetime:
     return get_clock().now()
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _body() -> dict[str, Any]:
@@ -103,7 +79,7 @@ def api_token() -> Any:
         mode=token.mode,
         ttl_seconds=token.ttl_seconds,
         refresh_before_seconds=tokens.REFRESH_BEFORE_SECONDS,
-        expires_at=_iso(datetime.fromtimestamp(token.expires_at, UTC)),
+        expires_at=iso(datetime.fromtimestamp(token.expires_at, UTC)),
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -121,11 +97,11 @@ def _transfer_json(t: Transfer, to_name: str | None) -> dict[str, Any]:
         "to_name": to_name,
         "directory_entry_id": t.directory_entry_id,
         "attempts": t.attempts,
-        "camp_on_until": _iso(t.camp_on_until),
-        "next_attempt_at": _iso(t.next_attempt_at),
+        "camp_on_until": iso(t.camp_on_until),
+        "next_attempt_at": iso(t.next_attempt_at),
         "recall_reason": t.recall_reason,
-        "created_at": _iso(t.created_at),
-        "ended_at": _iso(t.ended_at),
+        "created_at": iso(t.created_at),
+        "ended_at": iso(t.ended_at),
         "active": t.state in ACTIVE_TRANSFER_STATES,
     }
 
@@ -146,8 +122,8 @@ def _call_json(session: Any, call: Call) -> dict[str, Any]:
         "queue_id": call.queue_id,
         "queue_name": queue_name,
         "caller_number": call.from_number,
-        "answered_at": _iso(call.answered_at),
-        "ended_at": _iso(call.ended_at),
+        "answered_at": iso(call.answered_at),
+        "ended_at": iso(call.ended_at),
         "answered_by_me": call.answered_by_id == current_user.id,
         "transfers": [_transfer_json(t, name) for t, name in rows],
     }
@@ -170,7 +146,7 @@ def _mine(session: Any, call_id: int) -> Call:
 @bp.get(f"{API}/calls/<{ID}:call_id>")
 def api_call(call_id: int) -> Any:
     with db.transaction() as session:
-        return jsonify(call=_call_json(session, _mine(session, call_id)), now=_iso(_now()))
+        return jsonify(call=_call_json(session, _mine(session, call_id)), now=iso(_now()))
 
 
 def _connected(session: Any, call_id: int) -> Call:
