@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -62,6 +62,24 @@ def make_engine(url: str, *, writer: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+def make_hot_engine(url: str) -> Engine:
+    """PostgreSQL engine for the waitUrl: autocommit, asynchronous commit, no pre-ping.
+
+    Each statement is its own transaction, so a read costs one round trip and a write one more.
+    `synchronous_commit=off` lets a write return before its WAL reaches the disk: a crash may lose
+    the last fraction of a second of announcement bookkeeping (a caller hears a message twice), never
+    corrupts anything (PostgreSQL manual, "Asynchronous Commit"). Without pre-ping a connection the
+    server dropped fails once; `Database.hot_connection` callers retry on `connection_invalidated`.
+    """
+    return create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"options": "-c synchronous_commit=off"},
+        pool_size=2,
+        max_overflow=8,
+    )
+
+
 def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN instead of pysqlite's implicit one.
     dbapi_connection.isolation_level = None
@@ -80,13 +98,18 @@ class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self.writer_engine: Engine | None = None
+        self.hot_engine: Engine | None = None
         self.sessionmaker: sessionmaker[Session] = sessionmaker(expire_on_commit=False)
         self.session = scoped_session(sessionmaker())
 
     def configure(self, url: str) -> None:
         self.dispose()
         self.engine = make_engine(url)
-        self.writer_engine = make_engine(url, writer=True) if url.startswith("sqlite") else self.engine
+        sqlite = url.startswith("sqlite")
+        self.writer_engine = make_engine(url, writer=True) if sqlite else self.engine
+        # SQLite: the reader engine, whose pysqlite connection begins a deferred transaction only
+        # before a write, so a lone UPDATE never meets SQLITE_BUSY_SNAPSHOT.
+        self.hot_engine = self.engine if sqlite else make_hot_engine(url)
         self.sessionmaker.configure(bind=self.writer_engine)
         self.session.remove()
         self.session.configure(bind=self.engine)
@@ -102,9 +125,18 @@ class Database:
         with self.sessionmaker.begin() as session:
             yield session
 
+    @contextmanager
+    def hot_connection(self) -> Iterator[Connection]:
+        """A connection for the hot path: one statement, one transaction (commit is a no-op on
+        PostgreSQL's autocommit; on SQLite it ends the deferred transaction a write began)."""
+        assert self.hot_engine is not None, "database not configured"
+        with self.hot_engine.connect() as connection:
+            yield connection
+            connection.commit()
+
     def dispose(self) -> None:
         self.session.remove()
-        for engine in {self.engine, self.writer_engine} - {None}:
+        for engine in {self.engine, self.writer_engine, self.hot_engine} - {None}:
             engine.dispose()  # type: ignore[union-attr]
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -508,6 +509,17 @@ Index(
     Call.priority.desc(),
     Call.entered_queue_at,
     Call.id,
+)
+# The waitUrl reads a queue's line in order (services/calls.py): only calls that hold a place.
+_IN_QUEUE = text("state IN ('waiting', 'offered', 'callback_pending')")
+Index(
+    "ix_calls_queue_line",
+    Call.queue_id,
+    Call.priority.desc(),
+    Call.entered_queue_at,
+    Call.id,
+    postgresql_where=_IN_QUEUE,
+    sqlite_where=_IN_QUEUE,
 )
 
 

@@ -9,6 +9,7 @@ lasts about 20-30 seconds. The caller at the head keeps hearing this while opera
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -142,10 +143,12 @@ def returned_to_queue(state: AnnouncementState) -> AnnouncementState:
 def plan_wait(
     state: AnnouncementState,
     settings: AnnouncementSettings,
-    situation: Situation,
+    situation: Situation | Callable[[], Situation],
     entered_queue_at: datetime,
     now: datetime,
 ) -> WaitPlan:
+    """What the caller hears next. `situation` may be a function: the hot path then counts the
+    queue only when a status announcement is due, which most waitUrl fetches are not."""
     said: list[Announcement] = []
     new = state
 
@@ -169,7 +172,9 @@ def plan_wait(
     status_due_at = (
         state.status_at + timedelta(seconds=settings.announce_interval_seconds) if state.status_at else now
     )
-    if now >= status_due_at:
+    if now >= status_due_at and (settings.announce_position or settings.announce_expected_wait):
+        if callable(situation):
+            situation = situation()
         status: list[Announcement] = []
         if settings.announce_position:
             status.append(Announcement(Part.POSITION, situation.position))

@@ -24,16 +24,19 @@ import importlib
 import importlib.util
 import logging
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import JSON, Connection, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from ..db import UTCDateTime
 from ..domain import prompts_text
 from ..domain.announcements import (
     MUSIC_AFTER_SPEECH_SECONDS,
@@ -95,6 +98,8 @@ SERVING_OPERATOR_STATES = (
 )
 HISTORY_CALLS = 50
 QUEUE_FACTS_TTL = timedelta(seconds=30)
+LINE_TTL = timedelta(seconds=2)
+LineKey = tuple[int, datetime, int]  # a place in a queue's line (see _line_key)
 
 
 # --- values in and out --------------------------------------------------------------------------
@@ -161,7 +166,6 @@ class WaitAnswer:
     music: Music | None = None
     music_seconds: int = 0
     gone: bool = False
-    position: int | None = None
     listen: bool = False  # wrap in a one-key Gather: the caller options are open
     leave: bool = False  # say, then <Leave/>: the Enqueue action continues the call
 
@@ -701,6 +705,7 @@ class QueueFactsCache:
     def __init__(self, ttl: timedelta = QUEUE_FACTS_TTL) -> None:
         self.ttl = ttl
         self._facts: dict[int, QueueFacts] = {}
+        self._lines: dict[int, tuple[datetime, list[LineKey]]] = {}
         self._lock = threading.Lock()
 
     def get(self, queue_id: int, now: datetime, load: Callable[[], QueueFacts]) -> QueueFacts:
@@ -713,9 +718,21 @@ class QueueFactsCache:
             self._facts[queue_id] = facts
         return facts
 
+    def line(self, queue_id: int, now: datetime, load: Callable[[], list[LineKey]]) -> list[LineKey]:
+        """The queue's whole line, sorted, reloaded when older than LINE_TTL."""
+        with self._lock:
+            cached = self._lines.get(queue_id)
+        if cached is not None and timedelta(0) <= now - cached[0] < LINE_TTL:
+            return cached[1]
+        line = load()
+        with self._lock:
+            self._lines[queue_id] = (now, line)
+        return line
+
     def clear(self) -> None:
         with self._lock:
             self._facts.clear()
+            self._lines.clear()
 
 
 def _load_queue_facts(session: Session, queue: Queue, now: datetime) -> QueueFacts:
@@ -741,112 +758,178 @@ def _load_queue_facts(session: Session, queue: Queue, now: datetime) -> QueueFac
     )
 
 
-def _situation_query(call: Call, entered: datetime) -> Any:
-    ahead = (
-        select(func.count())
-        .select_from(Call)
-        .where(
-            Call.queue_id == call.queue_id,
-            Call.state.in_(IN_QUEUE_STATES),
-            Call.id != call.id,
-            or_(
-                Call.priority > call.priority,
-                and_(
-                    Call.priority == call.priority,
-                    or_(
-                        Call.entered_queue_at < entered,
-                        and_(Call.entered_queue_at == entered, Call.id < call.id),
-                    ),
-                ),
-            ),
-        )
-        .scalar_subquery()
-    )
-    operators = (
-        select(OperatorStatus.state)
-        .join(QueueLogin, QueueLogin.user_id == OperatorStatus.user_id)
-        .where(QueueLogin.queue_id == call.queue_id, OperatorStatus.state.in_(SERVING_OPERATOR_STATES))
-    ).subquery()
-    serving = select(func.count()).select_from(operators).scalar_subquery()
-    free = (
-        select(func.count())
-        .select_from(operators)
-        .where(operators.c.state == OperatorState.AVAILABLE.value)
-        .scalar_subquery()
-    )
-    return select(ahead, serving, free)
+def _in_list(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)  # our own enum values, never input
+
+
+# The waitUrl's read: the call, its queue's switches and how many operators serve the queue, by the
+# unique CallSid. A text statement, so no ORM work per fetch; the same SQL on SQLite and PostgreSQL.
+_IN_QUEUE = _in_list(IN_QUEUE_STATES)
+_OPERATORS = (
+    "FROM queue_logins l JOIN operator_statuses s ON s.user_id = l.user_id WHERE l.queue_id = c.queue_id"
+)
+_WAIT_READ = text(
+    f"""
+SELECT c.id, c.state, c.queue_id, c.priority, c.arrived_at, c.entered_queue_at, c.announcement_state,
+       c.first_estimate_seconds, c.from_number, c.outcome_reason,
+       q.language, q.first_message_enabled, q.periodic_message_enabled, q.periodic_interval_seconds,
+       q.announce_position, q.announce_expected_wait, q.announce_interval_seconds,
+       q.callback_enabled, q.voicemail_enabled, q.caller_options_after_seconds,
+       (SELECT count(*) {_OPERATORS} AND s.state IN ({_in_list(SERVING_OPERATOR_STATES)})) AS serving,
+       (SELECT count(*) {_OPERATORS} AND s.state = '{OperatorState.AVAILABLE.value}') AS free
+FROM calls c JOIN queues q ON q.id = c.queue_id
+WHERE c.call_sid = :call_sid
+"""
+).columns(arrived_at=UTCDateTime(), entered_queue_at=UTCDateTime(), announcement_state=JSON())
+
+# A queue's line in our order (the partial index ix_calls_queue_line, read in order, no sort): the
+# first EXACT_POSITIONS places when a status announcement is due, the whole line for the snapshot.
+_QUEUE_LINE = f"""
+SELECT priority, entered_queue_at, id FROM calls
+WHERE queue_id = :queue_id AND state IN ({_IN_QUEUE})
+ORDER BY priority DESC, entered_queue_at, id
+"""
+_QUEUE_HEAD = text(_QUEUE_LINE + "LIMIT :limit").columns(entered_queue_at=UTCDateTime())
+_WHOLE_LINE = text(_QUEUE_LINE).columns(entered_queue_at=UTCDateTime())
+EXACT_POSITIONS = 50
+_WAIT_WRITE = text(
+    "UPDATE calls SET announcement_state = :state,"
+    " first_estimate_seconds = COALESCE(first_estimate_seconds, :estimate) WHERE id = :id"
+).bindparams(bindparam("state", type_=JSON()))
 
 
 def next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None = None) -> WaitAnswer:
-    """What a waiting caller hears next, from their own stored state and our queue order."""
-    with db.transaction() as session:
-        row = session.execute(
-            select(Call, Queue).join(Queue, Call.queue_id == Queue.id).where(Call.call_sid == call_sid)
-        ).one_or_none()
+    """What a waiting caller hears next, from their own stored state and our queue order.
+
+    The busiest request of the app (every waiting caller, every document's end): one read, and a
+    write only when the caller heard something new. The write touches only the announcement columns,
+    so it needs no lock against the dispatcher, which never writes them while the caller waits.
+    """
+    try:
+        return _next_wait(call_sid, now, cache)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        return _next_wait(call_sid, now, cache)  # the pool had a connection the server dropped
+
+
+def _next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None) -> WaitAnswer:
+    with db.hot_connection() as connection:
+        row = connection.execute(_WAIT_READ, {"call_sid": call_sid}).mappings().one_or_none()
         if row is None:
             log.warning("waitUrl for an unknown call call_sid=%s", call_sid)
             return WaitAnswer(say=apology(), gone=True)
-        call, queue = row
-        if _left_the_queue(call):
+        if _left_the_queue_row(row):
             # Our REST redirect did not reach the caller (closed while waiting), or the caller chose
             # an option: leave, and the Enqueue action continues the call.
             return WaitAnswer(say=(), leave=True)
-        if is_final(call.state):
+        if is_final(row["state"]):
             return WaitAnswer(say=_bilingual(Phrase.GOODBYE), gone=True)
+        answer, write = _plan_wait_answer(connection, row, now, cache)
+        if write is not None:
+            connection.execute(_WAIT_WRITE, write)
+        return answer
 
-        def load() -> QueueFacts:
+
+def _queue_facts_for(queue_id: int, now: datetime, cache: QueueFactsCache | None) -> QueueFacts:
+    def load() -> QueueFacts:
+        with db.transaction() as session:
+            queue = session.get(Queue, queue_id)
+            assert queue is not None
             return _load_queue_facts(session, queue, now)
 
-        facts = cache.get(queue.id, now, load) if cache is not None else load()
-        entered = call.entered_queue_at or call.arrived_at
-        ahead, serving, free = session.execute(_situation_query(call, entered)).one()
-        position = int(ahead) + 1
-        estimate = queue_length_estimate(position, int(serving), facts.history, free_operators=int(free))
-        settings = AnnouncementSettings(
-            first_message=queue.first_message_enabled,
-            periodic_message=queue.periodic_message_enabled,
-            periodic_interval_seconds=queue.periodic_interval_seconds,
-            announce_position=queue.announce_position,
-            announce_expected_wait=queue.announce_expected_wait,
-            announce_interval_seconds=queue.announce_interval_seconds,
-        )
-        plan = plan_wait(
-            AnnouncementState.from_json(call.announcement_state),
-            settings,
-            Situation(position, estimate, int(serving)),
-            entered,
-            now,
-        )
-        say = tuple(
-            _announcement_utterance(a.part, a.value, queue.language, facts) for a in plan.announcements
-        )
-        options = CallerOptions(
-            callback=queue.callback_enabled and _caller_id(call.from_number) is not None,
-            voicemail=queue.voicemail_enabled,
-            after_seconds=queue.caller_options_after_seconds,
-        )
-        offer = plan_caller_options(plan.state, options, entered, now)
-        if offer.offer:
-            say += _options_utterances(options, queue.language, facts)
-        if plan.changed_state or offer.offer:
-            values: dict[str, Any] = {"announcement_state": offer.state.to_json()}
-            if call.first_estimate_seconds is None and plan.state.estimate_seconds is not None:
-                values["first_estimate_seconds"] = plan.state.estimate_seconds
-            session.execute(update(Call).where(Call.id == call.id).values(**values))
-        music = _hold_music(facts.prompts.get(PromptKind.HOLD_MUSIC.value))
-        music_seconds = plan.music_seconds
-        if offer.offer and not plan.changed_state:
-            music_seconds = MUSIC_AFTER_SPEECH_SECONDS
-        return WaitAnswer(
-            say=say, music=music, music_seconds=music_seconds, position=position, listen=offer.listen
-        )
+    return cache.get(queue_id, now, load) if cache is not None else load()
 
 
-def _left_the_queue(call: Call) -> bool:
+def _line_key(priority: int, entered: datetime | None, call_id: int) -> LineKey:
+    """Sorts like our queue order: higher priority first, then who came first, then the id."""
+    return (-priority, entered or datetime.max.replace(tzinfo=UTC), call_id)
+
+
+def _position(
+    connection: Connection,
+    row: Mapping[str, Any],
+    entered: datetime,
+    now: datetime,
+    cache: QueueFactsCache | None,
+) -> int:
+    """Exact within the first EXACT_POSITIONS places; deeper, from this process's snapshot of the line
+    (at most LINE_TTL old), so no fetch counts thousands of rows for "you are number 4,987"."""
+    mine = _line_key(row["priority"], entered, row["id"])
+    head = connection.execute(_QUEUE_HEAD, {"queue_id": row["queue_id"], "limit": EXACT_POSITIONS}).all()
+    ahead = sum(1 for p, e, i in head if _line_key(p, e, i) < mine)
+    if ahead < EXACT_POSITIONS:
+        return ahead + 1
+
+    def load() -> list[LineKey]:
+        rows = connection.execute(_WHOLE_LINE, {"queue_id": row["queue_id"]}).all()
+        return sorted(_line_key(p, e, i) for p, e, i in rows)
+
+    line = cache.line(row["queue_id"], now, load) if cache is not None else load()
+    return max(bisect_left(line, mine), EXACT_POSITIONS) + 1
+
+
+def _situation(
+    connection: Connection,
+    row: Mapping[str, Any],
+    entered: datetime,
+    now: datetime,
+    facts: QueueFacts,
+    cache: QueueFactsCache | None,
+) -> Situation:
+    position = _position(connection, row, entered, now, cache)
+    serving, free = int(row["serving"]), int(row["free"])
+    estimate = queue_length_estimate(position, serving, facts.history, free_operators=free)
+    return Situation(position, estimate, serving)
+
+
+def _plan_wait_answer(
+    connection: Connection, row: Mapping[str, Any], now: datetime, cache: QueueFactsCache | None
+) -> tuple[WaitAnswer, dict[str, Any] | None]:
+    facts = _queue_facts_for(row["queue_id"], now, cache)
+    language = row["language"]
+    entered = row["entered_queue_at"] or row["arrived_at"]
+    settings = AnnouncementSettings(
+        first_message=bool(row["first_message_enabled"]),
+        periodic_message=bool(row["periodic_message_enabled"]),
+        periodic_interval_seconds=row["periodic_interval_seconds"],
+        announce_position=bool(row["announce_position"]),
+        announce_expected_wait=bool(row["announce_expected_wait"]),
+        announce_interval_seconds=row["announce_interval_seconds"],
+    )
+    plan = plan_wait(
+        AnnouncementState.from_json(row["announcement_state"] or {}),
+        settings,
+        lambda: _situation(connection, row, entered, now, facts, cache),
+        entered,
+        now,
+    )
+    say = tuple(_announcement_utterance(a.part, a.value, language, facts) for a in plan.announcements)
+    options = CallerOptions(
+        callback=bool(row["callback_enabled"]) and _caller_id(row["from_number"]) is not None,
+        voicemail=bool(row["voicemail_enabled"]),
+        after_seconds=row["caller_options_after_seconds"],
+    )
+    offer = plan_caller_options(plan.state, options, entered, now)
+    if offer.offer:
+        say += _options_utterances(options, language, facts)
+    write = None
+    if plan.changed_state or offer.offer:
+        first_estimate = None if row["first_estimate_seconds"] is not None else plan.state.estimate_seconds
+        write = {"id": row["id"], "state": offer.state.to_json(), "estimate": first_estimate}
+    music = _hold_music(facts.prompts.get(PromptKind.HOLD_MUSIC.value))
+    music_seconds = plan.music_seconds
+    if offer.offer and not plan.changed_state:
+        music_seconds = MUSIC_AFTER_SPEECH_SECONDS
+    answer = WaitAnswer(say=say, music=music, music_seconds=music_seconds, listen=offer.listen)
+    return answer, write
+
+
+def _left_the_queue_row(row: Mapping[str, Any]) -> bool:
     """Still fetching the waitUrl, though no longer waiting: closed, or an option was chosen."""
-    if call.state in (CallState.CLOSED, CallState.CALLBACK_PENDING):
-        return call.entered_queue_at is not None
-    return call.state == CallState.ABANDONED and call.outcome_reason == VOICEMAIL_REASON
+    if row["state"] in (CallState.CLOSED, CallState.CALLBACK_PENDING):
+        return row["entered_queue_at"] is not None
+    return row["state"] == CallState.ABANDONED and row["outcome_reason"] == VOICEMAIL_REASON
 
 
 def _options_utterances(options: CallerOptions, language: str, facts: QueueFacts) -> tuple[Utterance, ...]:

@@ -179,3 +179,18 @@ def test_it_has_every_fixed_phrase_in_both_languages() -> None:
     for phrase in set(Phrase) - variable:
         sv, en = prompts_text.bilingual(phrase)
         assert sv[0] == "sv" and sv[1] and en[0] == "en" and en[1] and sv[1] != en[1]
+
+
+def test_it_asks_for_the_situation_only_when_a_status_announcement_is_due() -> None:
+    asked: list[int] = []
+
+    def situation() -> Situation:
+        asked.append(1)
+        return Situation(3, 120, 1)
+
+    plan = plan_wait(AnnouncementState(), DEFAULTS, situation, ENTERED, at(0))
+    assert asked == [1]
+    assert Announcement(Part.POSITION, 3) in plan.announcements
+
+    plan_wait(plan.state, DEFAULTS, situation, ENTERED, at(20))
+    assert asked == [1], "nothing was due, so the queue was not counted"

@@ -1,0 +1,137 @@
+"""The waitUrl's position: exact at the head of the line, from a short-lived snapshot deeper down."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from sqlalchemy import text, update
+
+from queue_app.clock import ManualClock
+from queue_app.domain import prompts_text
+from queue_app.extensions import db
+from queue_app.models import Call
+from queue_app.services import calls
+from queue_app.services.calls import EXACT_POSITIONS, LINE_TTL, QueueFactsCache
+
+from ..factories import make_org, make_queue
+
+
+def line_up(app: Flask, clock: ManualClock, size: int, **queue_settings: object) -> list[str]:
+    """`size` callers waiting in one queue, one second apart; returns their CallSids in order."""
+    now = clock.now()
+    with app.app_context(), db.transaction() as session:
+        org = make_org(session)
+        queue = make_queue(session, org, **queue_settings)
+        sids = [f"CAline{i:04d}" for i in range(size)]
+        for i, sid in enumerate(sids):
+            entered = now - timedelta(seconds=size - i)
+            session.add(
+                Call(
+                    organisation_id=org.id,
+                    queue_id=queue.id,
+                    call_sid=sid,
+                    from_number=f"+4670{i:07d}",
+                    to_number="+46855512345",
+                    state="waiting",
+                    arrived_at=entered,
+                    entered_queue_at=entered,
+                )
+            )
+    return sids
+
+
+def heard_position(app: Flask, sid: str, clock: ManualClock, cache: QueueFactsCache) -> int:
+    """The position the caller hears now (a fresh status announcement is forced)."""
+    with app.app_context():
+        with db.transaction() as session:
+            session.execute(update(Call).where(Call.call_sid == sid).values(announcement_state={}))
+        answer = calls.next_wait(sid, clock.now(), cache)
+    said = [u.text for u in answer.say]
+    for n in range(1, 10_000):
+        if prompts_text.position("sv", n) in said:
+            return n
+    raise AssertionError(f"no position in {said}")
+
+
+def leave(app: Flask, *sids: str) -> None:
+    with app.app_context(), db.transaction() as session:
+        session.execute(update(Call).where(Call.call_sid.in_(sids)).values(state="connected"))
+
+
+def test_it_says_exact_positions_at_the_head_and_deep_in_a_long_line(app: Flask, clock: ManualClock) -> None:
+    sids = line_up(app, clock, EXACT_POSITIONS + 20)
+    cache = QueueFactsCache()
+
+    for place in (1, 2, EXACT_POSITIONS - 1, EXACT_POSITIONS, EXACT_POSITIONS + 1, EXACT_POSITIONS + 20):
+        assert heard_position(app, sids[place - 1], clock, cache) == place
+
+
+def test_it_keeps_the_head_exact_while_the_deep_snapshot_is_fresh(app: Flask, clock: ManualClock) -> None:
+    sids = line_up(app, clock, EXACT_POSITIONS + 20)
+    cache = QueueFactsCache()
+    deep = sids[EXACT_POSITIONS + 9]
+    assert heard_position(app, deep, clock, cache) == EXACT_POSITIONS + 10
+
+    leave(app, *sids[:5])
+
+    # The head is read on every announcement: exact at once.
+    assert heard_position(app, sids[9], clock, cache) == 5
+    # Deep down the line the snapshot may be LINE_TTL old, never older.
+    assert heard_position(app, deep, clock, cache) == EXACT_POSITIONS + 10
+    clock.advance(LINE_TTL.total_seconds())
+    assert heard_position(app, deep, clock, cache) == EXACT_POSITIONS + 5
+
+
+def test_it_puts_priority_callers_ahead_deep_in_the_line_too(app: Flask, clock: ManualClock) -> None:
+    sids = line_up(app, clock, EXACT_POSITIONS + 20)
+    with app.app_context(), db.transaction() as session:
+        session.execute(update(Call).where(Call.call_sid == sids[-1]).values(priority=5))
+    cache = QueueFactsCache()
+
+    assert heard_position(app, sids[-1], clock, cache) == 1
+    assert heard_position(app, sids[-2], clock, cache) == EXACT_POSITIONS + 20
+
+
+def test_it_counts_nobody_ahead_in_another_queue(app: Flask, clock: ManualClock) -> None:
+    line_up(app, clock, EXACT_POSITIONS + 5)
+    with app.app_context(), db.transaction() as session:
+        org = make_org(session, slug="other", name="Other AB")
+        queue = make_queue(session, org)
+        now = clock.now()
+        session.add(
+            Call(
+                organisation_id=org.id,
+                queue_id=queue.id,
+                call_sid="CAalone",
+                from_number="+46701234567",
+                to_number="+46855599999",
+                state="waiting",
+                arrived_at=now,
+                entered_queue_at=now,
+            )
+        )
+
+    assert heard_position(app, "CAalone", clock, QueueFactsCache()) == 1
+
+
+def test_it_survives_a_connection_the_server_dropped(
+    app: Flask, clock: ManualClock, database_url: str
+) -> None:
+    """The hot engine has no pre-ping: a connection PostgreSQL closed fails once and is retried."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("terminating server connections is a PostgreSQL test")
+    sids = line_up(app, clock, 3)
+    cache = QueueFactsCache()
+    assert heard_position(app, sids[2], clock, cache) == 3  # the hot pool now holds a connection
+
+    with app.app_context(), db.engine.connect() as connection:  # type: ignore[union-attr]
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+    assert heard_position(app, sids[1], clock, cache) == 2
