@@ -5,14 +5,20 @@
 
 What it does, all on this machine:
 1. creates a fresh PostgreSQL database (`koe_bench`), migrates it, and seeds one organisation, one
-   queue, a few logged-in operators and N callers waiting in it;
-2. starts the app under gunicorn as the Procfile does (2 sync workers, logging on) and, beside it,
+   queue, a few logged-in operators and N callers waiting in it, each in the steady state (they
+   heard their last announcement a random part of the interval ago, so fetches announce as often as
+   in a real queue, about 40%);
+2. starts the app under gunicorn as the Procfile does (sync workers, 2 per core, logging on) and,
+   beside it,
    `bench/bare_app.py`, a Flask endpoint answering a fixed TwiML document;
 3. for each N: sends signed waitUrl requests open-loop at the rate Twilio would make them (each
    caller fetches again when its ~25 s document ends, so N/25 a second), then at the 500/s target;
 4. measures each endpoint's ceiling with the same open-loop generator at rising rates (the highest
    rate served with no errors and p99 under 50 ms).
-Prints a table (and JSON with --json): requests/s, p50/p99 latency and errors per phase.
+Prints a table (and JSON with --json): requests/s, p50/p99 latency and errors per phase, and from the
+app's own log lines the mix of outcomes (announced, music) with their server-side median times.
+The load generator shares the machine's cores with the servers and PostgreSQL: run it on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import re
 import signal
 import socket
 import subprocess
@@ -46,6 +54,7 @@ from queue_app.config import EMULATOR_ACCOUNT_SID, EMULATOR_AUTH_TOKEN  # noqa: 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "koe_bench"
 TWILIO_DOCUMENT_SECONDS = 25.0  # each waitUrl answer lasts about this long (announcements + music)
+ANNOUNCE_INTERVAL_SECONDS = 60  # the seeded queue's position and periodic message intervals
 
 
 def free_port() -> int:
@@ -69,9 +78,27 @@ def fresh_database() -> None:
     )
 
 
+def heard_so_far(i: int, now: datetime, rng: random.Random, operators: int) -> str:
+    """A caller in the steady state: each heard their last position and periodic message a uniformly
+    random part of the 60 s interval ago, so about as many fetches announce as in a real queue."""
+    status_at = now - timedelta(seconds=rng.uniform(0, ANNOUNCE_INTERVAL_SECONDS))
+    periodic_at = now - timedelta(seconds=rng.uniform(0, ANNOUNCE_INTERVAL_SECONDS))
+    return json.dumps(
+        {
+            "first_message_at": (now - timedelta(minutes=5)).isoformat(),
+            "status_at": status_at.isoformat(),
+            "periodic_at": periodic_at.isoformat(),
+            "position": i + 1,
+            "estimate_seconds": 60 * (i + 1) // max(operators, 1),
+            "serving_operators": operators,
+        }
+    )
+
+
 def seed(callers: int, operators: int) -> list[str]:
     """One queue with `callers` waiting and `operators` logged in and busy; returns the CallSids."""
     now = datetime.now(UTC)
+    rng = random.Random(callers)
     sids = [f"CA{i:032x}" for i in range(callers)]
     with psycopg.connect(database_url(), autocommit=False) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM calls")
@@ -111,7 +138,7 @@ def seed(callers: int, operators: int) -> list[str]:
                         entered,
                         entered,
                         "{}",
-                        "{}",
+                        heard_so_far(i, now, rng, operators),
                         -1,
                         0,
                     )
@@ -182,6 +209,7 @@ def _insert_operators(cur: Any, org_id: int, queue_id: int, count: int, now: dat
 
 
 def signed_requests(sids: list[str], port: int) -> list[Request]:
+    """One signed waitUrl request per caller, shuffled so fetches come from the whole line."""
     validator = RequestValidator(EMULATOR_AUTH_TOKEN)
     url = f"http://127.0.0.1:{port}/twilio/wait"
     requests = []
@@ -207,18 +235,31 @@ def signed_requests(sids: list[str], port: int) -> list[Request]:
         requests.append(
             Request("/twilio/wait", urlencode(params).encode(), (("X-Twilio-Signature", signature),))
         )
+    random.Random(len(sids)).shuffle(requests)
     return requests
 
 
+def outcome_mix(log_path: Path) -> dict[str, dict[str, float]]:
+    """From the app's webhook log lines: how many fetches announced or played music, and the
+    server-side milliseconds of each (the loadgen's latency adds the machine's queueing)."""
+    seen: dict[str, list[float]] = {}
+    for match in re.finditer(r"outcome=(\w+) status=\d+ ms=([\d.]+)", log_path.read_text()):
+        seen.setdefault(match[1], []).append(float(match[2]))
+    return {
+        outcome: {"count": len(ms), "median_ms": round(sorted(ms)[len(ms) // 2], 2)}
+        for outcome, ms in seen.items()
+    }
+
+
 @contextmanager
-def gunicorn(app: str, port: int, env: dict[str, str], log_path: Path) -> Any:
+def gunicorn(app: str, port: int, env: dict[str, str], log_path: Path, workers: int) -> Any:
     log = log_path.open("w")
     process = subprocess.Popen(
         [
             str(ROOT / ".venv/bin/gunicorn"),
             app,
             "--workers",
-            "2",
+            str(workers),
             "--bind",
             f"127.0.0.1:{port}",
             "--backlog",
@@ -279,6 +320,9 @@ def main() -> None:
     parser.add_argument("--operators", type=int, default=10)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     parser.add_argument("--target", type=float, default=500.0, help="the waitUrl rate to hold")
+    parser.add_argument(
+        "--workers", type=int, default=2 * (os.cpu_count() or 1), help="gunicorn sync workers (both apps)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -293,12 +337,13 @@ def main() -> None:
         "LOG_LEVEL": "INFO",
     }
     rows: list[dict[str, Any]] = []
-    with gunicorn("bench.bare_app:app", bare_port, os.environ | {}, out / "bare.log"):
+    with gunicorn("bench.bare_app:app", bare_port, os.environ | {}, out / "bare.log", args.workers):
         bare = [Request("/twiml", b"CallSid=CA1", ())]
         rows.append(ceiling("bare Flask", bare_port, bare, args.duration / 2, 400))
     for n in args.callers:
         sids = seed(n, args.operators)
-        with gunicorn("app:app", app_port, env, out / f"app-{n}.log"):
+        log_path = out / f"app-{n}.log"
+        with gunicorn("app:app", app_port, env, log_path, args.workers):
             requests = signed_requests(sids, app_port)
             phase(f"warm-up {n}", app_port, requests, 100, 3)
             rows.append(
@@ -314,6 +359,9 @@ def main() -> None:
                 phase(f"{n} callers at {args.target:.0f}/s", app_port, requests, args.target, args.duration)
             )
             rows.append(ceiling(f"waitUrl, {n} callers", app_port, requests, args.duration / 2, 400))
+        mix = outcome_mix(log_path)
+        rows.append({"phase": f"{n} callers, server side", "outcomes": mix})
+        print(f"{n} callers, server side: {mix}", flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
 
