@@ -89,13 +89,11 @@ def test_it_edits_and_removes_an_entry(app: Flask, client: FlaskClient, personas
     [entry] = entries(app)
 
     assert (
-        post(
-            client, f"/admin/directory/edit?id={entry.id}", {"name": "Karin Ek", "title": "Chef"}
-        ).status_code
+        post(client, f"/admin/directory/{entry.id}/edit", {"name": "Karin Ek", "title": "Chef"}).status_code
         == 302
     )
     assert entries(app)[0].title == "Chef"
-    assert post(client, f"/admin/directory/delete?id={entry.id}").status_code == 302
+    assert post(client, f"/admin/directory/{entry.id}/delete").status_code == 302
     assert entries(app) == []
     assert audit_actions(app, personas.alice.organisation_id)[-2:] == ["directory.update", "directory.delete"]
 
@@ -110,9 +108,9 @@ def test_it_answers_404_for_another_organisations_entry(
     other = app.test_client()
     as_user(other, personas.charlie.email)
 
-    assert other.get(f"/admin/directory/edit?id={entry.id}").status_code == 404
-    assert post(other, f"/admin/directory/edit?id={entry.id}", {"name": "x"}).status_code == 404
-    assert post(other, f"/admin/directory/delete?id={entry.id}").status_code == 404
+    assert other.get(f"/admin/directory/{entry.id}/edit").status_code == 404
+    assert post(other, f"/admin/directory/{entry.id}/edit", {"name": "x"}).status_code == 404
+    assert post(other, f"/admin/directory/{entry.id}/delete").status_code == 404
     assert [e.name for e in entries(app)] == ["Karin Ek"]
 
 
