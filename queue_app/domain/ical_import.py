@@ -184,12 +184,12 @@ def _wall_length(event: Component, start: _When, calendar: Component, default: Z
     return length
 
 
-def _unsupported(prop: Property, why: str) -> IcsError:
+def _unsupported(prop: Property, why: str, code: str = "unsupported_rrule", **params: str) -> IcsError:
     return IcsError(
         prop.line,
         f"a recurring event ({prop.name}) cannot be imported as closures: {why}",
-        "unsupported_rrule",
-        {"rule": prop.value.strip()[:80], "why": why},
+        code,
+        {"rule": prop.value.strip()[:80], "why": why, **params},
     )
 
 
@@ -202,10 +202,11 @@ def _rrule_parts(prop: Property) -> dict[str, str]:
             raise _unsupported(prop, f"{chunk!r} is not NAME=VALUE")
         parts[key] = value.strip().upper()
     if parts.get("FREQ") not in SUPPORTED_FREQUENCIES:
-        raise _unsupported(prop, f"FREQ must be one of {', '.join(SUPPORTED_FREQUENCIES)}")
+        why = f"FREQ must be one of {', '.join(SUPPORTED_FREQUENCIES)}"
+        raise _unsupported(prop, why, "rrule_frequency", frequency=parts.get("FREQ", "")[:20])
     for key in _UNSUPPORTED_PARTS:
         if key in parts:
-            raise _unsupported(prop, f"{key} is not supported")
+            raise _unsupported(prop, f"{key} is not supported", "rrule_part", part=key)
     if "COUNT" in parts and "UNTIL" in parts:
         raise _unsupported(prop, "COUNT and UNTIL exclude each other")
     if "COUNT" not in parts and "UNTIL" not in parts:
@@ -243,7 +244,7 @@ def _expand(prop: Property, start: _When) -> list[datetime]:
     if "UNTIL" in parts:
         until = _until_wall(prop, parts.pop("UNTIL"), start.tz)
         if until > limit:
-            raise _unsupported(prop, "it goes on for more than ten years")
+            raise _unsupported(prop, "it goes on for more than ten years", "rrule_too_long")
         limit = until
     # dateutil counts COUNT from DTSTART too; bounding by UNTIL keeps an impossible rule from
     # iterating to the year 9999.
@@ -261,7 +262,7 @@ def _expand(prop: Property, start: _When) -> list[datetime]:
             {"limit": str(MAX_OCCURRENCES)},
         )
     if count is not None and len(walls) < count:
-        raise _unsupported(prop, "it goes on for more than ten years")
+        raise _unsupported(prop, "it goes on for more than ten years", "rrule_too_long")
     return walls
 
 
@@ -294,7 +295,7 @@ def _occurrences(
 ) -> list[datetime]:
     rdate = event.first("RDATE")
     if rdate is not None:
-        raise _unsupported(rdate, "RDATE is not supported")
+        raise _unsupported(rdate, "RDATE is not supported", "rrule_part", part="RDATE")
     rules = event.all("RRULE")
     if not rules or event.first("RECURRENCE-ID") is not None:
         return [start.wall]

@@ -28,7 +28,7 @@
 
   // Closure form: "all queues" makes the single picks irrelevant.
   document.querySelectorAll("form.closure-form").forEach(function (form) {
-    var all = form.querySelector("input[name=all_queues]");
+    var all = form.querySelector("input[name$=all_queues]");
     var picks = form.querySelector(".queue-picks");
     if (!all || !picks) return;
     function update() { picks.hidden = all.checked; }

@@ -109,21 +109,21 @@ def test_it_reads_utc_and_stockholm_times_of_one_instant_alike() -> None:
         ("DTSTART;TZID=Mars/Olympus:20260701T060000\r\nDURATION:PT1H", "unknown_zone", 5),
         ("DTSTART:20260701T060000Z\r\nDURATION:two hours", "bad_value", 6),
         ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=YEARLY", "endless_rrule", 7),
-        ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=HOURLY;COUNT=3", "unsupported_rrule", 7),
+        ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=HOURLY;COUNT=3", "rrule_frequency", 7),
         (
             "DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;BYHOUR=9;COUNT=3",
-            "unsupported_rrule",
+            "rrule_part",
             7,
         ),
         ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=500", "too_many", 7),
-        ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=YEARLY;COUNT=20", "unsupported_rrule", 7),
+        ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=YEARLY;COUNT=20", "rrule_too_long", 7),
         (
             "DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;UNTIL=21000101",
-            "unsupported_rrule",
+            "rrule_too_long",
             7,
         ),
         ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=x", "unsupported_rrule", 7),
-        ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRDATE:20260801T060000Z", "unsupported_rrule", 7),
+        ("DTSTART:20260701T060000Z\r\nDURATION:PT1H\r\nRDATE:20260801T060000Z", "rrule_part", 7),
     ],
 )
 def test_it_names_each_events_problem_and_its_line(event: str, code: str, line: int) -> None:

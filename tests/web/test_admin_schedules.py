@@ -336,20 +336,22 @@ def test_it_refuses_a_bad_closure_on_its_field(
     assert audit_actions(app, personas.alice.organisation_id) == []
 
 
-def test_it_does_not_offer_another_organisations_queues_for_a_closure(
-    app: Flask, client: FlaskClient, personas: Personas
+@pytest.mark.parametrize("foreign", ["charlie", "999999", "x"])
+def test_it_answers_another_organisations_queue_in_a_closure_with_404(
+    app: Flask, client: FlaskClient, personas: Personas, foreign: str
 ) -> None:
     as_user(client, personas.alice.email)
+    queue = str(personas.charlie.queue_id) if foreign == "charlie" else foreign
 
     response = post(
         client,
         "/admin/closures",
-        {"queues": [str(personas.charlie.queue_id)], "start": "now", "end": "open"},
+        {"queues": [str(personas.alice.queue_id), queue], "start": "now", "end": "open"},
     )
 
-    assert response.status_code == 422
-    assert field_error(response, "queues")
+    assert response.status_code == 404
     assert closures(app) == []
+    assert audit_actions(app, personas.alice.organisation_id) == []
 
 
 def test_the_week_view_uses_dates_in_the_organisations_zone(
