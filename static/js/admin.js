@@ -44,6 +44,13 @@
     });
   });
 
+  // A refused form: take the keyboard to the first field with an error, which also scrolls to it.
+  var invalid = document.querySelector(".field.invalid");
+  if (invalid) {
+    var control = invalid.querySelector("input:not([type=hidden]), select, textarea");
+    if (control) control.focus();
+  }
+
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
