@@ -98,6 +98,24 @@ def test_it_edits_and_removes_an_entry(app: Flask, client: FlaskClient, personas
     assert audit_actions(app, personas.alice.organisation_id)[-2:] == ["directory.update", "directory.delete"]
 
 
+def test_it_refuses_a_bad_edit_on_its_field_and_changes_nothing(
+    app: Flask, client: FlaskClient, personas: Personas
+) -> None:
+    as_user(client, personas.alice.email)
+    post(client, "/admin/directory/new", {"name": "Karin Ek", "phone_number": "+46812345678"})
+    [entry] = entries(app)
+    before = audit_count(app)
+
+    response = post(
+        client, f"/admin/directory/{entry.id}/edit", {"name": "Karin Ek", "phone_number": "08-12"}
+    )
+
+    assert response.status_code == 422
+    assert field_error(response, "phone_number")
+    assert entries(app)[0].phone_number == "+46812345678"
+    assert audit_count(app) == before
+
+
 def test_it_answers_404_for_another_organisations_entry(
     app: Flask, client: FlaskClient, personas: Personas
 ) -> None:

@@ -185,7 +185,43 @@ def test_it_refuses_a_bad_custom_date(
 
     assert response.status_code == 422
     assert field_error(response, field)
+    with app.app_context(), db.transaction() as session:
+        assert session.get_one(Schedule, schedule_id).exceptions == []
     assert audit_actions(app, personas.alice.organisation_id) == []
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "Helger"}, "name"),  # another schedule's name
+        ({"name": "Kontor", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"name": "Kontor", "categories": ["christmas"]}, "categories"),
+    ],
+)
+def test_it_refuses_bad_schedule_settings_on_their_field_and_changes_nothing(
+    app: Flask, client: FlaskClient, personas: Personas, schedule_id: int, form: dict[str, object], field: str
+) -> None:
+    as_user(client, personas.alice.email)
+    post(client, "/admin/schedules", {"name": "Helger"})
+
+    response = post(
+        client,
+        f"/admin/schedules/{schedule_id}/settings",
+        {"categories": ["public"], "holiday_0": "open"} | form,
+    )
+
+    assert response.status_code == 422
+    assert field_error(response, field), html(response)
+    with app.app_context(), db.transaction() as session:
+        schedule = session.get_one(Schedule, schedule_id)
+        assert (schedule.name, schedule.timezone, schedule.holiday_categories) == (
+            "Kontor",
+            None,
+            ["public", "de_facto"],
+        )
+        assert schedule.holiday_choices == []
+    assert audit_actions(app, personas.alice.organisation_id) == ["schedule.create"]
 
 
 def test_it_adds_and_deletes_a_custom_date(

@@ -86,6 +86,7 @@ def test_it_edits_and_removes_a_template(app: Flask, client: FlaskClient, person
         client, f"/admin/templates/{row.id}/edit", {"name": "Ring upp", "channel": "any", "body": "{x}"}
     )
     assert bad.status_code == 422 and templates(app)[0].body == BODY
+    assert (field_error(bad, "body") or "").startswith("Unknown field {x}")
     good = post(
         client,
         f"/admin/templates/{row.id}/edit",
