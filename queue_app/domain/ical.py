@@ -17,9 +17,8 @@ The export, for the window [local midnight of `now`, `now` + horizon):
 - one VTIMEZONE, built from `zoneinfo`'s transitions over the window, because RFC 5545 requires one
   for every TZID used.
 
-The import reads every VEVENT as a closure (DTSTART, DTEND or DURATION, SUMMARY, DESCRIPTION, UID),
-skips cancelled events and the ones this export marks as opening hours, and refuses recurring events.
-Any error raises `IcsError` naming the line, before anything is returned.
+Reading: `parse_ics` turns the text into a tree of components, or raises `IcsError` naming the line;
+`ical_import` reads closures from that tree.
 """
 
 from __future__ import annotations
@@ -42,27 +41,23 @@ _TEXTS = {
     "sv": {"open": "Öppet", "closed": "Stängt"},
     "en": {"open": "Open", "closed": "Closed"},
 }
-_SKIPPED_KINDS = frozenset({"open", "closed-rule", "holiday", "exception"})
-
-# Outlook writes Windows zone names as TZID; these are the ones a Swedish customer meets.
-WINDOWS_ZONES = {
-    "W. Europe Standard Time": "Europe/Stockholm",
-    "Central Europe Standard Time": "Europe/Budapest",
-    "Central European Standard Time": "Europe/Warsaw",
-    "Romance Standard Time": "Europe/Paris",
-    "FLE Standard Time": "Europe/Helsinki",
-    "GMT Standard Time": "Europe/London",
-    "Greenwich Standard Time": "Atlantic/Reykjavik",
-    "UTC": "UTC",
-}
 
 
 class IcsError(ValueError):
-    """The .ics text cannot be read; `line` is the 1-based physical line where the problem is."""
+    """The .ics text cannot be read; `line` is the 1-based physical line where the problem is.
 
-    def __init__(self, line: int, message: str) -> None:
+    `code` names the kind of problem and `params` its values, so a page can say it in its own
+    language; the English message is for logs and the command line.
+    """
+
+    def __init__(
+        self, line: int, message: str, code: str = "malformed", params: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"line {line}: {message}")
         self.line = line
+        self.message = message
+        self.code = code
+        self.params = params or {}
 
 
 # --- Writing ----------------------------------------------------------------------------------------
@@ -497,130 +492,3 @@ def unescape_text(value: str) -> str:
         following = next(chars, "")
         out.append("\n" if following in ("n", "N") else following)
     return "".join(out)
-
-
-@dataclass(frozen=True, slots=True)
-class ImportedClosure:
-    starts_at: datetime
-    ends_at: datetime
-    reason: str | None
-    message: str | None
-    uid: str | None
-    line: int
-
-
-def _resolve_zone(prop: Property, calendar: Component, default: ZoneInfo) -> ZoneInfo:
-    tzid = prop.params.get("TZID")
-    if tzid is None:
-        return default
-    names = [tzid.lstrip("/"), WINDOWS_ZONES.get(tzid, "")]
-    for component in calendar.components:
-        tz_prop = component.first("TZID")
-        if component.name == "VTIMEZONE" and tz_prop and tz_prop.value == tzid:
-            location = component.first("X-LIC-LOCATION")
-            if location:
-                names.append(location.value)
-    for name in names:
-        if not name:
-            continue
-        try:
-            return hours.zone(name)
-        except hours.HoursError:
-            continue
-    raise IcsError(prop.line, f"{prop.name} has the unknown time zone TZID={tzid!r}")
-
-
-def _parse_when(prop: Property, calendar: Component, default: ZoneInfo) -> tuple[datetime, bool]:
-    """(UTC instant, is a DATE) of a DTSTART/DTEND value."""
-    value = prop.value.strip()
-    if prop.params.get("VALUE", "").upper() == "DATE" or re.fullmatch(r"\d{8}", value):
-        try:
-            day = datetime.strptime(value, "%Y%m%d").date()
-        except ValueError as error:
-            raise IcsError(prop.line, f"{prop.name} {value!r} is not a date like 20260619") from error
-        return hours.local_to_utc(day, time(0), _resolve_zone(prop, calendar, default)), True
-    match = re.fullmatch(r"(\d{8}T\d{6})(Z?)", value)
-    if not match:
-        raise IcsError(prop.line, f"{prop.name} {value!r} is not a date-time like 20260619T080000Z")
-    try:
-        naive = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S")
-    except ValueError as error:
-        raise IcsError(prop.line, f"{prop.name} {value!r} is not a valid date-time") from error
-    if match.group(2):
-        return naive.replace(tzinfo=UTC), False
-    return hours.local_to_utc(naive.date(), naive.time(), _resolve_zone(prop, calendar, default)), False
-
-
-_DURATION = re.compile(r"([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
-
-
-def _parse_duration(prop: Property) -> timedelta:
-    match = _DURATION.fullmatch(prop.value.strip())
-    if not match or prop.value.strip() in ("P", "PT", "+P", "-P"):
-        raise IcsError(prop.line, f"DURATION {prop.value!r} is not like PT2H or P1D")
-    sign, weeks, days, hours_, minutes, seconds = match.groups()
-    length = timedelta(
-        weeks=int(weeks or 0),
-        days=int(days or 0),
-        hours=int(hours_ or 0),
-        minutes=int(minutes or 0),
-        seconds=int(seconds or 0),
-    )
-    return -length if sign == "-" else length
-
-
-def parse_closures(text: str, default_timezone: str = hours.DEFAULT_TIMEZONE) -> list[ImportedClosure]:
-    """Every VEVENT of an .ics as a closure; all or nothing: the first problem raises `IcsError`."""
-    calendar = parse_ics(text)
-    default = hours.zone(default_timezone)
-    closures: list[ImportedClosure] = []
-    for event in calendar.components:
-        if event.name != "VEVENT":
-            continue
-        status = event.first("STATUS")
-        kind = event.first("X-KOE-KIND")
-        if (status and status.value.strip().upper() == "CANCELLED") or (
-            kind and kind.value.strip().lower() in _SKIPPED_KINDS
-        ):
-            continue
-        for recurring in ("RRULE", "RDATE"):
-            prop = event.first(recurring)
-            if prop:
-                raise IcsError(prop.line, f"a recurring event ({recurring}) cannot be imported as a closure")
-        start_prop = event.first("DTSTART")
-        if start_prop is None:
-            raise IcsError(event.line, "this VEVENT has no DTSTART")
-        starts_at, is_date = _parse_when(start_prop, calendar, default)
-        end_prop = event.first("DTEND")
-        duration_prop = event.first("DURATION")
-        if end_prop is not None:
-            ends_at, _ = _parse_when(end_prop, calendar, default)
-            line = end_prop.line
-        elif duration_prop is not None:
-            ends_at = starts_at + _parse_duration(duration_prop)
-            line = duration_prop.line
-        elif is_date:
-            start_zone = _resolve_zone(start_prop, calendar, default)
-            day = starts_at.astimezone(start_zone).date() + timedelta(days=1)
-            ends_at = hours.local_to_utc(day, time(0), start_zone)
-            line = start_prop.line
-        else:
-            raise IcsError(event.line, "this VEVENT has no DTEND or DURATION, so the closure never ends")
-        if ends_at <= starts_at:
-            raise IcsError(line, "the event ends before it starts")
-        summary = event.first("SUMMARY")
-        description = event.first("DESCRIPTION")
-        uid = event.first("UID")
-        reason = unescape_text(summary.value).strip() if summary else None
-        message = unescape_text(description.value).strip() if description else None
-        closures.append(
-            ImportedClosure(
-                starts_at=starts_at,
-                ends_at=ends_at,
-                reason=(reason or None) and reason[:200],
-                message=message or reason or None,
-                uid=uid.value.strip() if uid else None,
-                line=event.line,
-            )
-        )
-    return closures

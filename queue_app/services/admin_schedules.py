@@ -388,8 +388,35 @@ def week(value: hours.Schedule, now: datetime, days: int = 7) -> list[Day]:
     return result
 
 
-def transitions(value: hours.Schedule, now: datetime, count: int = 8) -> list[hours.Transition]:
-    return hours.next_transitions(value, now, count)
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A transition as the preview lists it; `stays_closed`: closed before too, only the reason
+    (so the closing message) changes, e.g. from a custom date back to outside hours at midnight."""
+
+    at: datetime
+    opens: bool
+    reason: str
+    label: str | None
+    stays_closed: bool
+
+
+def transitions(value: hours.Schedule, now: datetime, count: int = 8) -> list[Change]:
+    """The next `count` changes a caller would notice: opening, closing, or another closing message.
+
+    A change of label alone while closed (the end of a closed rule at the end of the day) is left
+    out: callers hear the same thing before and after, and "closes at 17:00" would be wrong.
+    """
+    state = hours.status(value, now)
+    was_open, was_reason = state.open, state.reason
+    changes: list[Change] = []
+    for t in hours.next_transitions(value, now, count * 3):
+        stays_closed = not t.opens and not was_open
+        if not (stays_closed and t.reason == was_reason):
+            changes.append(Change(t.at, t.opens, t.reason, t.label, stays_closed))
+        was_open, was_reason = t.opens, t.reason
+        if len(changes) == count:
+            break
+    return changes
 
 
 @dataclass(frozen=True, slots=True)

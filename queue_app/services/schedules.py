@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from ..domain import hours, ical
+from ..domain import hours, ical, ical_import
 from ..models import Closure, ClosureQueue, Organisation, Queue, ScheduleException
 from ..models import Schedule as ScheduleRow
 
@@ -168,7 +168,7 @@ def import_closures_ics(
     organisation = session.get(Organisation, organisation_id)
     if organisation is None:
         raise ScheduleError(f"no organisation {organisation_id}")
-    imported = ical.parse_closures(text, organisation.timezone)
+    imported = ical_import.parse_closures(text, organisation.timezone)
     wanted = sorted(set(queue_ids)) if queue_ids is not None else None
     if wanted is not None:
         if not wanted:

@@ -447,8 +447,13 @@ class ExceptionForm(FlaskForm):
     closed = BooleanField(_l("Closed all day"), description=_l("Callers hear the closing message all day."))
     opens = TimeField(_l("Opens"), [Optional()])
     closes = TimeField(_l("Closes"), [Optional()], description=_l("Open only between these times that day."))
+    # Its own id: the rule form on the same page has a field called label too.
     label = StringField(
-        _l("Label"), [Optional(), Length(max=200)], filters=[strip], description=_l("E.g. Staff day.")
+        _l("Label"),
+        [Optional(), Length(max=200)],
+        filters=[strip],
+        description=_l("E.g. Staff day."),
+        id="exception_label",
     )
 
 

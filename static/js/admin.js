@@ -28,7 +28,7 @@
 
   // Closure form: "all queues" makes the single picks irrelevant.
   document.querySelectorAll("form.closure-form").forEach(function (form) {
-    var all = form.querySelector("input[name=all_queues]");
+    var all = form.querySelector("input[name$=all_queues]");
     var picks = form.querySelector(".queue-picks");
     if (!all || !picks) return;
     function update() { picks.hidden = all.checked; }
@@ -43,6 +43,13 @@
       if (box.checked && see) see.checked = true;
     });
   });
+
+  // A refused form: take the keyboard to the first field with an error, which also scrolls to it.
+  var invalid = document.querySelector(".field.invalid");
+  if (invalid) {
+    var control = invalid.querySelector("input:not([type=hidden]), select, textarea");
+    if (control) control.focus();
+  }
 
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {

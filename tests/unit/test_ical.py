@@ -9,7 +9,7 @@ import pytest
 from dateutil.rrule import rruleset, rrulestr
 
 from queue_app.clock import utc
-from queue_app.domain import hours, ical
+from queue_app.domain import hours, ical, ical_import
 from queue_app.domain.hours import Closure, DayException, HolidayPolicy, Rule, Schedule
 from queue_app.domain.ical import IcsError
 
@@ -235,7 +235,7 @@ END:VCALENDAR\r
 
 
 def test_it_imports_two_events_as_two_closures() -> None:
-    first, second = ical.parse_closures(TWO_EVENTS, "Europe/Stockholm")
+    first, second = ical_import.parse_closures(TWO_EVENTS, "Europe/Stockholm")
     assert (first.starts_at, first.ends_at) == (utc("2026-06-18 22:00"), utc("2026-06-19 22:00"))
     assert first.reason == "Midsommar, hela kontoret"
     assert first.message == "Vi har stängt i dag.\nVälkommen åter på måndag."
@@ -248,7 +248,7 @@ def test_it_imports_all_day_events_in_the_default_zone_with_lf_endings() -> None
     text = (
         "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20261224\nSUMMARY:Jul\nEND:VEVENT\nEND:VCALENDAR\n"
     )
-    (closure,) = ical.parse_closures(text, "Europe/Stockholm")
+    (closure,) = ical_import.parse_closures(text, "Europe/Stockholm")
     assert (closure.starts_at, closure.ends_at) == (utc("2026-12-23 23:00"), utc("2026-12-24 23:00"))
 
 
@@ -257,19 +257,19 @@ def test_it_reads_outlook_windows_zone_names() -> None:
         'BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;TZID="W. Europe Standard Time":20260801T080000\r\n'
         'DTEND;TZID="W. Europe Standard Time":20260801T120000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n'
     )
-    (closure,) = ical.parse_closures(text)
+    (closure,) = ical_import.parse_closures(text)
     assert (closure.starts_at, closure.ends_at) == (utc("2026-08-01 06:00"), utc("2026-08-01 10:00"))
 
 
 def test_it_skips_cancelled_events_and_its_own_opening_hours() -> None:
     closure = Closure(utc("2026-04-20 06:00"), utc("2026-04-20 12:00"), "Möte")
     exported = ical.export_schedule(office(closures=(closure,)), NOW, calendar_name="Q")
-    imported = ical.parse_closures(exported)
+    imported = ical_import.parse_closures(exported)
     assert [(c.starts_at, c.ends_at, c.message) for c in imported] == [
         (closure.starts_at, closure.ends_at, "Möte")
     ]
     cancelled = TWO_EVENTS.replace("UID:two@example", "UID:two@example\r\nSTATUS:CANCELLED")
-    assert len(ical.parse_closures(cancelled)) == 1
+    assert len(ical_import.parse_closures(cancelled)) == 1
 
 
 def _with_line(text: str, line_number: int, replacement: str) -> str:
@@ -298,7 +298,7 @@ def test_it_names_the_line_of_a_malformed_file(
     line: int, replacement: str, error_line: int, message: str
 ) -> None:
     with pytest.raises(IcsError, match=message) as raised:
-        ical.parse_closures(_with_line(TWO_EVENTS, line, replacement))
+        ical_import.parse_closures(_with_line(TWO_EVENTS, line, replacement))
     assert raised.value.line == error_line
     assert str(raised.value).startswith(f"line {error_line}: ")
 
@@ -306,10 +306,10 @@ def test_it_names_the_line_of_a_malformed_file(
 def test_it_refuses_an_event_without_an_end() -> None:
     text = TWO_EVENTS.replace("DURATION:PT2H30M\r\n", "")
     with pytest.raises(IcsError, match="no DTEND or DURATION") as raised:
-        ical.parse_closures(text)
+        ical_import.parse_closures(text)
     assert raised.value.line == 12
 
 
 def test_it_refuses_an_empty_file() -> None:
     with pytest.raises(IcsError, match="empty"):
-        ical.parse_closures("  \r\n")
+        ical_import.parse_closures("  \r\n")

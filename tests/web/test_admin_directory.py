@@ -89,15 +89,31 @@ def test_it_edits_and_removes_an_entry(app: Flask, client: FlaskClient, personas
     [entry] = entries(app)
 
     assert (
-        post(
-            client, f"/admin/directory/edit?id={entry.id}", {"name": "Karin Ek", "title": "Chef"}
-        ).status_code
+        post(client, f"/admin/directory/{entry.id}/edit", {"name": "Karin Ek", "title": "Chef"}).status_code
         == 302
     )
     assert entries(app)[0].title == "Chef"
-    assert post(client, f"/admin/directory/delete?id={entry.id}").status_code == 302
+    assert post(client, f"/admin/directory/{entry.id}/delete").status_code == 302
     assert entries(app) == []
     assert audit_actions(app, personas.alice.organisation_id)[-2:] == ["directory.update", "directory.delete"]
+
+
+def test_it_refuses_a_bad_edit_on_its_field_and_changes_nothing(
+    app: Flask, client: FlaskClient, personas: Personas
+) -> None:
+    as_user(client, personas.alice.email)
+    post(client, "/admin/directory/new", {"name": "Karin Ek", "phone_number": "+46812345678"})
+    [entry] = entries(app)
+    before = audit_count(app)
+
+    response = post(
+        client, f"/admin/directory/{entry.id}/edit", {"name": "Karin Ek", "phone_number": "08-12"}
+    )
+
+    assert response.status_code == 422
+    assert field_error(response, "phone_number")
+    assert entries(app)[0].phone_number == "+46812345678"
+    assert audit_count(app) == before
 
 
 def test_it_answers_404_for_another_organisations_entry(
@@ -110,9 +126,9 @@ def test_it_answers_404_for_another_organisations_entry(
     other = app.test_client()
     as_user(other, personas.charlie.email)
 
-    assert other.get(f"/admin/directory/edit?id={entry.id}").status_code == 404
-    assert post(other, f"/admin/directory/edit?id={entry.id}", {"name": "x"}).status_code == 404
-    assert post(other, f"/admin/directory/delete?id={entry.id}").status_code == 404
+    assert other.get(f"/admin/directory/{entry.id}/edit").status_code == 404
+    assert post(other, f"/admin/directory/{entry.id}/edit", {"name": "x"}).status_code == 404
+    assert post(other, f"/admin/directory/{entry.id}/delete").status_code == 404
     assert [e.name for e in entries(app)] == ["Karin Ek"]
 
 

@@ -255,3 +255,42 @@ def test_it_refuses_a_duplicate_skill(app: Flask, client: FlaskClient, personas:
     assert response.status_code == 422
     assert field_error(response, "name")
     assert form_error(response) is None
+
+
+def test_it_refuses_a_skill_without_a_name(app: Flask, client: FlaskClient, personas: Personas) -> None:
+    as_user(client, personas.alice.email)
+
+    response = post(client, "/admin/skills", {"name": "  "})
+
+    assert response.status_code == 422
+    assert field_error(response, "name")
+    with app.app_context(), db.transaction() as session:
+        assert session.scalars(select(Skill)).all() == []
+
+
+@pytest.mark.parametrize("level", ["0", "11", "expert"])
+def test_it_refuses_a_skill_level_outside_one_to_ten_and_changes_nothing(
+    app: Flask, client: FlaskClient, personas: Personas, level: str
+) -> None:
+    as_user(client, personas.alice.email)
+    post(client, "/admin/skills", {"name": "Engelska"})
+    with app.app_context(), db.transaction() as session:
+        skill_id = session.scalars(select(Skill.id)).one()
+    data = {
+        "name": "Bob Renamed",
+        "role": "operator",
+        "plan": "pro",
+        "locale": "",
+        "client_identity": "op_bob",
+        "is_active": "y",
+        f"skill_{skill_id}": level,
+    }
+
+    response = post(client, f"/admin/users/{personas.bob.user_id}", data)
+
+    assert response.status_code == 422
+    assert form_error(response)
+    with app.app_context(), db.transaction() as session:
+        bob = session.get_one(User, personas.bob.user_id)
+        assert (bob.name, list(bob.skills)) == ("Bob", [])
+    assert audit_actions(app, personas.alice.organisation_id) == ["skill.create"]

@@ -193,4 +193,6 @@ def test_the_audit_log_page_filters_by_user_action_and_date(
     by_user = html(client.get(f"/admin/audit?user={personas.bob.user_id}"))
     assert "<code>skill.create" not in by_user
 
-    assert client.get("/admin/audit?since=yesterday").status_code == 422
+    bad_date = client.get("/admin/audit?since=yesterday")
+    assert bad_date.status_code == 422
+    assert field_error(bad_date, "since")

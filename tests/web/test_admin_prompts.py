@@ -85,6 +85,20 @@ def test_it_saves_the_text_of_a_prompt_and_audits_it(
     assert audit_actions(app, personas.alice.organisation_id)[-1] == "prompt.update"
 
 
+def test_it_refuses_a_prompt_text_that_is_too_long_and_changes_nothing(
+    app: Flask, client: FlaskClient, personas: Personas
+) -> None:
+    as_user(client, personas.alice.email)
+    url = f"/admin/queues/{personas.alice.queue_id}/prompts/edit?kind=welcome&language=sv"
+
+    response = post(client, url, {"text": "Välkommen. " * 500})
+
+    assert response.status_code == 422
+    assert field_error(response, "text")
+    assert prompt_row(app, personas.alice.queue_id) is None
+    assert audit_actions(app, personas.alice.organisation_id) == []
+
+
 def test_it_accepts_a_wav_upload_and_shows_its_duration(
     app: Flask, client: FlaskClient, personas: Personas
 ) -> None:

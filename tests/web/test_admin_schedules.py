@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, time, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from queue_app.clock import ManualClock, utc
 from queue_app.extensions import db
-from queue_app.models import Closure, Queue, Schedule, ScheduleRule
+from queue_app.models import Closure, Queue, Schedule, ScheduleException, ScheduleRule
 from tests.factories import Personas, make_queue
 from tests.web.test_admin_support import as_user, audit_actions, field_error, html, last_audit, post
 
@@ -184,7 +185,43 @@ def test_it_refuses_a_bad_custom_date(
 
     assert response.status_code == 422
     assert field_error(response, field)
+    with app.app_context(), db.transaction() as session:
+        assert session.get_one(Schedule, schedule_id).exceptions == []
     assert audit_actions(app, personas.alice.organisation_id) == []
+
+
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "Helger"}, "name"),  # another schedule's name
+        ({"name": "Kontor", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"name": "Kontor", "categories": ["christmas"]}, "categories"),
+    ],
+)
+def test_it_refuses_bad_schedule_settings_on_their_field_and_changes_nothing(
+    app: Flask, client: FlaskClient, personas: Personas, schedule_id: int, form: dict[str, object], field: str
+) -> None:
+    as_user(client, personas.alice.email)
+    post(client, "/admin/schedules", {"name": "Helger"})
+
+    response = post(
+        client,
+        f"/admin/schedules/{schedule_id}/settings",
+        {"categories": ["public"], "holiday_0": "open"} | form,
+    )
+
+    assert response.status_code == 422
+    assert field_error(response, field), html(response)
+    with app.app_context(), db.transaction() as session:
+        schedule = session.get_one(Schedule, schedule_id)
+        assert (schedule.name, schedule.timezone, schedule.holiday_categories) == (
+            "Kontor",
+            None,
+            ["public", "de_facto"],
+        )
+        assert schedule.holiday_choices == []
+    assert audit_actions(app, personas.alice.organisation_id) == ["schedule.create"]
 
 
 def test_it_adds_and_deletes_a_custom_date(
@@ -336,20 +373,22 @@ def test_it_refuses_a_bad_closure_on_its_field(
     assert audit_actions(app, personas.alice.organisation_id) == []
 
 
-def test_it_does_not_offer_another_organisations_queues_for_a_closure(
-    app: Flask, client: FlaskClient, personas: Personas
+@pytest.mark.parametrize("foreign", ["charlie", "999999", "x"])
+def test_it_answers_another_organisations_queue_in_a_closure_with_404(
+    app: Flask, client: FlaskClient, personas: Personas, foreign: str
 ) -> None:
     as_user(client, personas.alice.email)
+    queue = str(personas.charlie.queue_id) if foreign == "charlie" else foreign
 
     response = post(
         client,
         "/admin/closures",
-        {"queues": [str(personas.charlie.queue_id)], "start": "now", "end": "open"},
+        {"queues": [str(personas.alice.queue_id), queue], "start": "now", "end": "open"},
     )
 
-    assert response.status_code == 422
-    assert field_error(response, "queues")
+    assert response.status_code == 404
     assert closures(app) == []
+    assert audit_actions(app, personas.alice.organisation_id) == []
 
 
 def test_the_week_view_uses_dates_in_the_organisations_zone(
@@ -363,3 +402,27 @@ def test_the_week_view_uses_dates_in_the_organisations_zone(
     first_day = page.index('<th scope="row">')
     assert "29" in page[first_day : first_day + 60]
     assert date(2026, 11, 29).weekday() == 6
+
+
+def test_the_next_changes_say_still_closed_and_leave_out_label_only_changes(
+    app: Flask, client: FlaskClient, personas: Personas, schedule_id: int, clock: ManualClock
+) -> None:
+    clock.set(utc("2026-11-25 09:00"))  # Wednesday 10:00 in Stockholm
+    with app.app_context(), db.transaction() as session:
+        schedule = session.get(Schedule, schedule_id)
+        schedule.rules.append(
+            ScheduleRule(
+                effect="closed", rrule="FREQ=WEEKLY;BYDAY=FR", starts=time(15), ends=time(17), label="Tidigt"
+            )
+        )
+        schedule.exceptions.append(ScheduleException(day=date(2026, 11, 30), label="Personaldag"))
+    as_user(client, personas.alice.email)
+
+    page = html(client.get(f"/admin/schedules/{schedule_id}"))
+    changes = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page[page.index('<ul class="transitions">') :]))
+
+    assert "fredag 27 nov. 15:00 stänger – Tidigt" in changes
+    assert "fredag 27 nov. 17:00" not in changes  # closed already: callers hear no difference
+    assert "måndag 30 nov. 00:00 fortfarande stängt, nu för egen dag – Personaldag" in changes
+    assert "tisdag 1 dec. 00:00 fortfarande stängt, nu utanför öppettiderna" in changes
+    assert "tisdag 1 dec. 08:00 öppnar" in changes

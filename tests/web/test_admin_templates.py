@@ -83,16 +83,17 @@ def test_it_edits_and_removes_a_template(app: Flask, client: FlaskClient, person
     [row] = templates(app)
 
     bad = post(
-        client, f"/admin/templates/edit?id={row.id}", {"name": "Ring upp", "channel": "any", "body": "{x}"}
+        client, f"/admin/templates/{row.id}/edit", {"name": "Ring upp", "channel": "any", "body": "{x}"}
     )
     assert bad.status_code == 422 and templates(app)[0].body == BODY
+    assert (field_error(bad, "body") or "").startswith("Unknown field {x}")
     good = post(
         client,
-        f"/admin/templates/edit?id={row.id}",
+        f"/admin/templates/{row.id}/edit",
         {"name": "Ring upp", "channel": "email", "subject": "Samtal från {caller}", "body": BODY},
     )
     assert good.status_code == 302 and templates(app)[0].subject == "Samtal från {caller}"
-    assert post(client, f"/admin/templates/delete?id={row.id}").status_code == 302
+    assert post(client, f"/admin/templates/{row.id}/delete").status_code == 302
     assert templates(app) == []
     assert audit_actions(app, personas.alice.organisation_id)[-2:] == ["template.update", "template.delete"]
 
@@ -106,13 +107,13 @@ def test_another_organisation_gets_404_for_a_template(
     other = app.test_client()
     as_user(other, personas.charlie.email)
 
-    assert other.get(f"/admin/templates/edit?id={row.id}").status_code == 404
+    assert other.get(f"/admin/templates/{row.id}/edit").status_code == 404
     assert (
         post(
-            other, f"/admin/templates/edit?id={row.id}", {"name": "x", "channel": "any", "body": "y"}
+            other, f"/admin/templates/{row.id}/edit", {"name": "x", "channel": "any", "body": "y"}
         ).status_code
         == 404
     )
-    assert post(other, f"/admin/templates/delete?id={row.id}").status_code == 404
+    assert post(other, f"/admin/templates/{row.id}/delete").status_code == 404
     assert len(templates(app)) == 1
     assert token(client)

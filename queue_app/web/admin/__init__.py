@@ -47,4 +47,4 @@ def invalid(template: str, **context: Any) -> Any:
     return page(template, 422, **context)
 
 
-from . import audit_log, directory, members, org, prompts, queues, schedules, templates  # noqa: E402,F401
+from . import audit_log, closures, directory, members, org, prompts, queues, schedules, templates  # noqa: E402,F401

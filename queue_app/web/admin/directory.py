@@ -1,6 +1,6 @@
 """The directory pages: list and search, add, edit, remove, CSV import with a preview, CSV export.
 
-An entry is chosen with `?id=` (looked up in the admin's organisation, else 404). The import is all
+An entry is chosen by its id in the path (looked up in the admin's organisation, else 404). The import is all
 or nothing (services/admin_directory.py): the preview stores nothing, and "import" is refused while
 any row has an error. The preview carries the file's text in the confirm form, which checks it again.
 """
@@ -57,13 +57,6 @@ class ConfirmImportForm(FlaskForm):
     csv_text = TextAreaField()
 
 
-def _entry_id() -> int:
-    raw = request.args.get("id", "")
-    if not raw.isdigit():
-        abort(404)
-    return int(raw)
-
-
 def _values(form: EntryForm) -> dict[str, Any]:
     return {name: getattr(form, name).data for name in admin_directory.FIELDS}
 
@@ -108,10 +101,9 @@ def new_entry() -> Any:
     return page("admin/directory_form.html", status, form=form, entry=None, button=EmptyForm())
 
 
-@bp.route("/directory/edit", methods=["GET", "POST"])
+@bp.route("/directory/<int:entry_id>/edit", methods=["GET", "POST"])
 @admin_required
-def edit_entry() -> Any:
-    entry_id = _entry_id()
+def edit_entry(entry_id: int) -> Any:
     entry = get_in_organisation(db.session, DirectoryEntry, entry_id, actor())
     form = EntryForm(obj=entry) if request.method == "GET" else EntryForm()
     if form.validate_on_submit():
@@ -123,15 +115,14 @@ def edit_entry() -> Any:
                 row = get_in_organisation(session, DirectoryEntry, entry_id, actor())
                 admin_directory.update_entry(session, actor(), row, cleaned, now())
             flash(_("Saved."), "info")
-            return redirect(url_for("admin.edit_entry", id=entry_id))
+            return redirect(url_for("admin.edit_entry", entry_id=entry_id))
     status = 422 if request.method == "POST" else 200
     return page("admin/directory_form.html", status, form=form, entry=entry, button=EmptyForm())
 
 
-@bp.post("/directory/delete")
+@bp.post("/directory/<int:entry_id>/delete")
 @admin_required
-def delete_entry() -> Any:
-    entry_id = _entry_id()
+def delete_entry(entry_id: int) -> Any:
     get_in_organisation(db.session, DirectoryEntry, entry_id, actor())
     if not EmptyForm().validate_on_submit():
         abort(400)

@@ -1,8 +1,7 @@
-"""Opening hours (rules, holidays, custom dates, preview) and temporary closures."""
+"""Opening hours: rules, holidays, custom dates and the preview (a week, the next changes)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from flask import flash, redirect, request, url_for
@@ -12,11 +11,10 @@ from sqlalchemy import select
 from ...auth import admin_required, get_in_organisation, in_organisation
 from ...domain import hours
 from ...extensions import db
-from ...models import Closure, Organisation, Queue, Schedule, ScheduleException, ScheduleRule
+from ...models import Organisation, Queue, Schedule, ScheduleException, ScheduleRule
 from ...services import admin_schedules
 from ...services.audit import ChangeRefused
 from ..admin_forms import (
-    ClosureForm,
     EmptyForm,
     ExceptionForm,
     RuleForm,
@@ -278,79 +276,3 @@ def delete_schedule(schedule_id: int) -> Any:
         return redirect(url_for("admin.edit_schedule", schedule_id=schedule_id), 303)
     flash(_("The opening hours were deleted."), "info")
     return redirect(url_for("admin.schedules"))
-
-
-# --- Temporary closures -----------------------------------------------------------------------------
-
-
-def _local(value: datetime, timezone: str) -> datetime:
-    """A naive datetime-local from the form, read in the organisation's zone, as aware UTC."""
-    return hours.local_to_utc(value.date(), value.time(), hours.zone(timezone))
-
-
-@bp.route("/closures", methods=["GET", "POST"])
-@admin_required
-def closures() -> Any:
-    user = actor()
-    organisation = get_in_organisation_org()
-    form = ClosureForm()
-    queue_rows = db.session.scalars(in_organisation(select(Queue), Queue, user).order_by(Queue.name)).all()
-    form.queues.choices = options([(q.id, q.name) for q in queue_rows])
-    if form.validate_on_submit():
-        at = now()
-        tz = organisation.timezone
-        starts_at = at if form.start.data == "now" else _local(form.starts_at.data, tz)
-        if form.end.data == "duration":
-            ends_at: datetime | None = starts_at + timedelta(minutes=form.duration_minutes.data)
-        elif form.end.data == "at":
-            ends_at = _local(form.ends_at.data, tz)
-        else:
-            ends_at = None
-        try:
-            with db.transaction() as session:
-                admin_schedules.create_closure(
-                    session,
-                    user,
-                    queue_ids=None if form.all_queues.data else (form.queues.data or []),
-                    starts_at=starts_at,
-                    ends_at=ends_at,
-                    reason=form.reason.data or None,
-                    message=form.message.data or None,
-                    now=at,
-                )
-        except ChangeRefused as refused:
-            if refused.field == "until":
-                refused.field = "ends_at" if form.end.data == "at" else "duration_minutes"
-            refuse(form, refused)
-        else:
-            flash(_("The queues are closed as you asked."), "info")
-            return redirect(url_for("admin.closures"))
-    at = now()
-    rows = admin_schedules.current_closures(db.session, user.organisation_id, at)
-    names = admin_schedules.closure_queue_names(db.session, [c.id for c in rows])
-    status = 422 if request.method == "POST" else 200
-    return page(
-        "admin/closures.html",
-        status,
-        form=form,
-        rows=rows,
-        names=names,
-        at=at,
-        button=EmptyForm(),
-        timezone=organisation.timezone,
-    )
-
-
-@bp.post("/closures/<int:closure_id>/end")
-@admin_required
-def end_closure(closure_id: int) -> Any:
-    EmptyForm().validate_on_submit()
-    try:
-        with db.transaction() as session:
-            closure = get_in_organisation(session, Closure, closure_id, actor())
-            admin_schedules.end_closure(session, actor(), closure, now())
-    except ChangeRefused as refused:
-        flash(refused.message, "error")
-    else:
-        flash(_("The closure has ended; the queues follow their opening hours again."), "info")
-    return redirect(url_for("admin.closures"))

@@ -1,4 +1,4 @@
-"""The message template pages: list, add, edit (chosen with `?id=`), remove.
+"""The message template pages: list, add, edit (chosen by its id in the path), remove.
 
 A template that uses an unknown field is refused with the field's name on the field it is in.
 """
@@ -50,13 +50,6 @@ class TemplateForm(FlaskForm):
     )
 
 
-def _template_id() -> int:
-    raw = request.args.get("id", "")
-    if not raw.isdigit():
-        abort(404)
-    return int(raw)
-
-
 def _values(form: TemplateForm) -> dict[str, Any]:
     return {name: getattr(form, name).data for name in admin_templates.FIELDS}
 
@@ -87,10 +80,9 @@ def new_template() -> Any:
     return page("admin/templates_form.html", status, form=form, row=None, button=EmptyForm())
 
 
-@bp.route("/templates/edit", methods=["GET", "POST"])
+@bp.route("/templates/<int:template_id>/edit", methods=["GET", "POST"])
 @admin_required
-def edit_template() -> Any:
-    template_id = _template_id()
+def edit_template(template_id: int) -> Any:
     row = get_in_organisation(db.session, MessageTemplate, template_id, actor())
     form = TemplateForm(obj=row) if request.method == "GET" else TemplateForm()
     if form.validate_on_submit():
@@ -102,15 +94,14 @@ def edit_template() -> Any:
             refuse(form, refused)
         else:
             flash(_("Saved."), "info")
-            return redirect(url_for("admin.edit_template", id=template_id))
+            return redirect(url_for("admin.edit_template", template_id=template_id))
     status = 422 if request.method == "POST" else 200
     return page("admin/templates_form.html", status, form=form, row=row, button=EmptyForm())
 
 
-@bp.post("/templates/delete")
+@bp.post("/templates/<int:template_id>/delete")
 @admin_required
-def delete_template() -> Any:
-    template_id = _template_id()
+def delete_template(template_id: int) -> Any:
     get_in_organisation(db.session, MessageTemplate, template_id, actor())
     if not EmptyForm().validate_on_submit():
         abort(400)
