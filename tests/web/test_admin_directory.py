@@ -213,3 +213,20 @@ def test_it_refuses_a_file_without_a_name_column_or_with_an_unknown_one(
     assert response.status_code == 422
     assert "Unknown column namn, telefon" in html(response)
     assert "column called name" in html(response)
+
+
+def test_it_takes_back_a_large_previewed_file_at_confirm(
+    app: Flask, client: FlaskClient, personas: Personas
+) -> None:
+    """The confirm form carries the whole CSV back, URL-encoded (Flask's 500 kB MAX_FORM_MEMORY_SIZE
+    caps only multipart text parts): a file well over 500 kB is imported, not refused with 413."""
+    as_user(client, personas.alice.email)
+    keywords = " ".join(["löner bokslut fakturor"] * 40)  # about 900 bytes a row
+    rows = "".join(f"Åsa Ödman {i},Ekonomi,{keywords},+4681{i:07d}\n" for i in range(800))
+    big = "name,department,keywords,phone_number\n" + rows
+    assert 700_000 < len(big.encode()) < 2 * 1024 * 1024
+
+    response = post(client, "/admin/directory/import/confirm", {"csv_text": big})
+
+    assert response.status_code == 302
+    assert len(entries(app)) == 800
