@@ -562,10 +562,17 @@ class NewUserForm(UserForm):
         filters=[strip],
         description=_l("The user logs in with this address."),
     )
+    invite = BooleanField(
+        _l("Invite by e-mail"),
+        default=True,
+        description=_l(
+            "The user gets an e-mail with a link to choose their own password; it works once, for 7 days."
+        ),
+    )
     set_password = BooleanField(
         _l("Make a temporary password"),
-        default=True,
-        description=_l("Shown once after saving; give it to the user. Otherwise they cannot log in yet."),
+        default=False,
+        description=_l("Shown once after saving; give it to the user yourself."),
     )
 
 
