@@ -632,6 +632,13 @@ class NumberForm(FlaskForm):
     queue_id = SelectField(
         _l("Reaches"), coerce=optional_int, description=_l("Callers who dial this number join this queue.")
     )
+    records_prompts = BooleanField(
+        _l("Records prompts"),
+        description=_l(
+            "Admins dial this number and enter a PIN from the prompt page to record a prompt. Point its "
+            "Voice webhook at /twilio/record-prompt/dial-in; it reaches no queue."
+        ),
+    )
 
 
 class EditNumberForm(NumberForm):
