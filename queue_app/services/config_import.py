@@ -467,6 +467,7 @@ class _Apply:
         row.label = doc["label"]
         row.queue_id = self.ids.get(self.ids.queue, doc["queue"])
         row.twilio_sid = doc["twilio_sid"]
+        row.records_prompts = bool(doc["records_prompts"])
 
     def closures(self, row: Closure | None, doc: dict[str, Any]) -> None:
         all_queues = doc["queues"] == "all"

@@ -155,3 +155,29 @@ def test_the_dry_run_says_deactivate_and_changes_nothing(
     assert "deleted" not in result.output.split("users", 1)[1].splitlines()[0]
     with app.app_context():
         assert users.authenticate(ANNA, "demo1234", clock.now()) is not None
+
+
+def test_the_recording_number_survives_export_and_import(app: Flask, clock: ManualClock) -> None:
+    data = load_demo(app)
+    changed = copy.deepcopy(data)
+    changed["phone_numbers"].append({"number": "+46855509999", "records_prompts": True})
+    with app.app_context():
+        report = import_config(changed, dry_run=False)
+        assert report.ok, report.errors
+        exported = export_config("demo")
+        assert {"number": "+46855509999", "records_prompts": True} in exported["phone_numbers"]
+        assert all(
+            "records_prompts" not in n for n in exported["phone_numbers"] if n["number"] != "+46855509999"
+        )
+        assert import_config(exported, dry_run=False).change_count == 0
+
+
+def test_a_recording_number_that_reaches_a_queue_is_refused(app: Flask) -> None:
+    data = load_demo(app)
+    changed = copy.deepcopy(data)
+    changed["phone_numbers"][0]["records_prompts"] = True
+    changed["phone_numbers"].append({"number": "+46855509999", "records_prompts": True})
+    with app.app_context():
+        report = import_config(changed, dry_run=False)
+    assert "phone_numbers[0].records_prompts: a number that records prompts reaches no queue" in report.errors
+    assert "phone_numbers: at most one number may record prompts" in report.errors
