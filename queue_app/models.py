@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -415,6 +416,8 @@ class PhoneNumber(Base):
     label: Mapped[str | None] = mapped_column(String(100))
     queue_id: Mapped[int | None] = mapped_column(ForeignKey("queues.id", ondelete="SET NULL"))
     twilio_sid: Mapped[str | None] = mapped_column(String(64))
+    # The number an admin dials to record a prompt (its Voice URL is /twilio/record-prompt/dial-in).
+    records_prompts: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     queue: Mapped[Queue | None] = relationship(back_populates="phone_numbers")
 
@@ -675,6 +678,10 @@ class Recording(Base):
     # A prompt recorded by phone (purpose "prompt"): the prompt it replaces, the admin who is called.
     prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Recording by dialling in: a keyed hash of the one-time PIN, its expiry, the wrong PINs so far.
+    pin_hash: Mapped[str | None] = mapped_column(String(128))
+    pin_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pin_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class MissedCall(Base):
@@ -721,6 +728,10 @@ class SentMessage(Base):
         ForeignKey("directory_entries.id", ondelete="SET NULL")
     )
     sent_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # An invitation to this user (it holds a set-password link: never listed with the messages).
+    invited_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     channel: Mapped[str] = mapped_column(String(8))
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str | None] = mapped_column(String(200))

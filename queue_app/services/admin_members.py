@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import PLANS_THAT_MAY_LOG_IN, Queue, QueueMembership, Role, Skill, User, UserSkill
-from . import licences, users
+from . import licences, operators, users
 from .audit import Actor, ChangeRefused, created, diff, record, snapshot
 
 USER_FIELDS = ("email", "name", "role", "plan", "phone_number", "client_identity", "locale", "is_active")
@@ -93,8 +93,12 @@ def update_user(
         s.id: s for s in session.scalars(select(Skill).where(Skill.organisation_id == actor.organisation_id))
     }
     before = _user_state(user)
+    deactivating = user.is_active and values.get("is_active") is False
     for name, value in values.items():
-        setattr(user, name, value)
+        if not (deactivating and name == "is_active"):
+            setattr(user, name, value)
+    if deactivating:
+        operators.deactivate(session, user, now)  # also logs them out of their queues
     current = {s.skill_id: s for s in user.skills}
     for skill_id, level in skill_levels.items():
         if skill_id not in skills:

@@ -7,6 +7,7 @@ of `config_validate`, so a queue set up on the page and one imported from a file
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,17 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import FINAL_CALL_STATES, PLANS_THAT_MAY_LOG_IN, Call, Queue, QueueMembership, Schedule, User
+from ..models import (
+    FINAL_CALL_STATES,
+    PLANS_THAT_MAY_LOG_IN,
+    Call,
+    Queue,
+    QueueMembership,
+    QueueSkill,
+    Schedule,
+    Skill,
+    User,
+)
 from . import licences
 from .audit import Actor, ChangeRefused, created, deleted, diff, record, snapshot
 from .config_schema import QUEUE_COLUMNS, Problems
@@ -22,10 +33,37 @@ from .config_validate import _check_queue_actions
 
 # Every setting the edit page shows; the config file's queue columns plus the opening hours.
 QUEUE_SETTINGS = (*QUEUE_COLUMNS, "schedule_id")
+# The levels of a skill, as users have them (and as the config file allows for required skills).
+SKILL_LEVELS = range(1, 11)
 
 
 def settings_of(queue: Queue) -> dict[str, Any]:
-    return snapshot(queue, QUEUE_SETTINGS)
+    """The settings as the audit log records them, required skills by name: {"Engelska": 3}."""
+    settings = snapshot(queue, QUEUE_SETTINGS)
+    settings["required_skills"] = dict(sorted((s.skill.name, s.min_level) for s in queue.required_skills))
+    return settings
+
+
+def set_required_skills(session: Session, actor: Actor, queue: Queue, levels: Mapping[int, int]) -> None:
+    """Make the queue require exactly these skills (`{skill id: minimum level}`); refused as a whole
+    when a skill is not the organisation's or a level is out of range."""
+    skills = {
+        s.id: s for s in session.scalars(select(Skill).where(Skill.organisation_id == actor.organisation_id))
+    }
+    for skill_id, level in levels.items():
+        if skill_id not in skills:
+            raise ChangeRefused("required_skills", _("Choose among your own skills."))
+        if level not in SKILL_LEVELS:
+            raise ChangeRefused(f"required_skill_{skill_id}", _("A skill level is 1 to 10."))
+    current = {s.skill_id: s for s in queue.required_skills}
+    for skill_id, row in current.items():
+        if skill_id not in levels:
+            queue.required_skills.remove(row)
+    for skill_id, level in levels.items():
+        if skill_id in current:
+            current[skill_id].min_level = level
+        else:
+            queue.required_skills.append(QueueSkill(skill=skills[skill_id], min_level=level))
 
 
 def members_who_may_log_in(session: Session, queue_id: int | None) -> int:
@@ -99,22 +137,37 @@ def check_settings(
         raise ChangeRefused(field or None, message)  # pragma: no cover - a rule added to the import
 
 
-def create_queue(session: Session, actor: Actor, values: dict[str, Any], now: datetime) -> Queue:
+def create_queue(
+    session: Session,
+    actor: Actor,
+    values: dict[str, Any],
+    now: datetime,
+    required_skills: Mapping[int, int] | None = None,
+) -> Queue:
     check_settings(session, actor.organisation_id, None, values)
-    queue = Queue(organisation_id=actor.organisation_id, **values)
+    queue = Queue(organisation_id=actor.organisation_id, required_skills=[], **values)
     session.add(queue)
+    set_required_skills(session, actor, queue, required_skills or {})
     session.flush()
     record(session, actor, "queue.create", queue, created(settings_of(queue)), at=now)
     return queue
 
 
 def update_queue(
-    session: Session, actor: Actor, queue: Queue, values: dict[str, Any], now: datetime
+    session: Session,
+    actor: Actor,
+    queue: Queue,
+    values: dict[str, Any],
+    now: datetime,
+    required_skills: Mapping[int, int] | None = None,
 ) -> dict[str, list[Any]]:
+    """Change the settings, and the required skills unless `required_skills` is None."""
     check_settings(session, actor.organisation_id, queue.id, values)
     before = settings_of(queue)
     for name, value in values.items():
         setattr(queue, name, value)
+    if required_skills is not None:
+        set_required_skills(session, actor, queue, required_skills)
     session.flush()
     changes = diff(before, settings_of(queue))
     if changes:

@@ -148,6 +148,7 @@ def load_existing(session: Session, org: Organisation | None, zone: ZoneInfo) ->
                 "label": number.label,
                 "queue": slugs.get(number.queue_id) if number.queue_id else None,
                 "twilio_sid": number.twilio_sid,
+                "records_prompts": True if number.records_prompts else None,
             },
         )
 

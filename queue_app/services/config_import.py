@@ -1,8 +1,11 @@
 """Import a configuration file: validate everything, then apply it in one transaction.
 
 Entries are matched by natural key (slug, e-mail, number, name). A collection the file lists is the
-whole truth: what it omits is deleted, so afterwards an export equals the file. A collection the file
-does not list at all is left as it is. Other organisations are never touched.
+whole truth: what it omits is deleted, so afterwards an export equals the file. Users are the
+exception: a user the file omits is deactivated, not deleted, so their calls and history stay; they
+can no longer log in, are logged out of every queue and hold no licence (an export lists them with
+`active: false`). A collection the file does not list at all is left as it is. Other organisations
+are never touched.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .. import get_clock
 from ..domain.text import fold
 from ..extensions import db
 from ..models import (
@@ -36,13 +40,14 @@ from ..models import (
     User,
     UserSkill,
 )
+from . import licences, operators
 from .config_export import Existing, load_existing, organisation_doc
 from .config_schema import COLLECTIONS, QUEUE_COLUMNS, Known
 from .config_validate import validate_document
 
 # Deleted first, so that a renamed entry can take over its predecessor's unique number or identity;
 # schedules and skills last, once no queue or user refers to them any more.
-DELETE_FIRST = ("prompts", "message_templates", "directory", "closures", "phone_numbers", "queues", "users")
+DELETE_FIRST = ("prompts", "message_templates", "directory", "closures", "phone_numbers", "queues")
 DELETE_LAST = ("schedules", "skills")
 
 
@@ -51,9 +56,10 @@ class Changes:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)  # users only: omitted, so deactivated
 
     def __len__(self) -> int:
-        return len(self.created) + len(self.updated) + len(self.deleted)
+        return len(self.created) + len(self.updated) + len(self.deleted) + len(self.deactivated)
 
 
 @dataclass
@@ -83,6 +89,7 @@ class ImportReport:
                 ("created", changes.created),
                 ("updated", changes.updated),
                 ("deleted", changes.deleted),
+                ("deactivated", changes.deactivated),
             ):
                 if names:
                     lines.append(f"  {kind} {what} ({len(names)}): {', '.join(names)}")
@@ -93,8 +100,9 @@ def _label(key: Any) -> str:
     return " / ".join(k for k in key if k) if isinstance(key, tuple) else str(key)
 
 
-def import_config(data: Any, *, dry_run: bool) -> ImportReport:
+def import_config(data: Any, *, dry_run: bool, now: datetime | None = None) -> ImportReport:
     """Validate the whole file, and unless it has errors or `dry_run`, make the database equal it."""
+    now = now or get_clock().now()
     with db.transaction() as session:
         existing_org: dict[str, Organisation | None] = {}
 
@@ -132,13 +140,15 @@ def import_config(data: Any, *, dry_run: bool) -> ImportReport:
                 deleted=[_label(k) for k in sorted(have) if k not in wanted],
             )
             if kind == "users":
+                changes.deactivated = [k for k in changes.deleted if have[k]["active"]]
+                changes.deleted = []
                 for email in sorted(stale_passwords):
                     if email in existing.rows["users"] and email not in changes.updated:
                         changes.updated.append(email)
             if changes:
                 report.changes[kind] = changes
         if not dry_run and report.change_count:
-            _apply(session, org, validated.organisation, validated.collections, passwords, existing)
+            _apply(session, org, validated.organisation, validated.collections, passwords, existing, now)
         return report
 
 
@@ -203,6 +213,7 @@ def _apply(
     collections: dict[str, dict[Any, dict[str, Any]]],
     passwords: dict[str, str],
     existing: Existing,
+    now: datetime,
 ) -> None:
     if org is None:
         org = Organisation(slug=org_doc["slug"])
@@ -214,6 +225,7 @@ def _apply(
 
     for kind in DELETE_FIRST:
         _delete_missing(session, kind, collections, existing)
+    _deactivate_missing_users(session, collections, existing, now)
     session.flush()
     # Database cascades removed memberships and skills of deleted rows behind the ORM's back.
     session.expire_all()
@@ -234,6 +246,24 @@ def _apply(
     for kind in DELETE_LAST:
         _delete_missing(session, kind, collections, existing)
     session.flush()
+    licences.sync(session, org.id, None, now)
+
+
+def _deactivate_missing_users(
+    session: Session, collections: dict[str, dict[Any, dict[str, Any]]], existing: Existing, now: datetime
+) -> None:
+    """Users the file omits keep their history but lose access; see the module's docstring."""
+    wanted = collections.get("users")
+    if wanted is None:
+        return
+    claimed = {doc["client_identity"] for doc in wanted.values() if doc["client_identity"]}
+    for email, user in existing.rows["users"].items():
+        if email in wanted:
+            continue
+        operators.deactivate(session, user, now)
+        # A user in the file may take over the browser identity of one it leaves out.
+        if user.client_identity in claimed:
+            user.client_identity = None
 
 
 def _delete_missing(
@@ -437,6 +467,7 @@ class _Apply:
         row.label = doc["label"]
         row.queue_id = self.ids.get(self.ids.queue, doc["queue"])
         row.twilio_sid = doc["twilio_sid"]
+        row.records_prompts = bool(doc["records_prompts"])
 
     def closures(self, row: Closure | None, doc: dict[str, Any]) -> None:
         all_queues = doc["queues"] == "all"

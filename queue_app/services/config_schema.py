@@ -419,6 +419,8 @@ PHONE_NUMBER_FIELDS = {
     "label": Field(text(100)),
     "queue": Field(text(64)),
     "twilio_sid": Field(text(64)),
+    # true or left out (the export leaves out false), so an unmarked number reads the same both ways.
+    "records_prompts": Field(lambda v: boolean(v) or None),
 }
 
 SCHEDULE_FIELDS = {

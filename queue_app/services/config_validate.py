@@ -150,6 +150,10 @@ def validate_document(data: Any, fallback: Callable[[str | None], Known]) -> Val
         rows = entries("phone_numbers", PHONE_NUMBER_FIELDS)
         for p, doc in rows:
             reference(key_path(p, "queue"), doc["queue"], known.queues, "queue with slug")
+            if doc["records_prompts"] and doc["queue"]:
+                problems.add(key_path(p, "records_prompts"), "a number that records prompts reaches no queue")
+        if sum(1 for _p, doc in rows if doc["records_prompts"]) > 1:
+            problems.add("phone_numbers", "at most one number may record prompts")
         keyed("phone_numbers", rows, lambda d: d["number"])
 
     if "closures" in present:

@@ -359,7 +359,11 @@ def list_messages(
         select(SentMessage, DirectoryEntry.name, User.name)
         .outerjoin(DirectoryEntry, DirectoryEntry.id == SentMessage.directory_entry_id)
         .outerjoin(User, User.id == SentMessage.sent_by_id)
-        .where(SentMessage.organisation_id == sender.organisation_id)
+        .where(
+            SentMessage.organisation_id == sender.organisation_id,
+            # An invitation carries a set-password link: for its user's eyes only.
+            SentMessage.invited_user_id.is_(None),
+        )
         .order_by(SentMessage.created_at.desc(), SentMessage.id.desc())
         .limit(limit)
     )
@@ -374,7 +378,11 @@ def get_message(session: Session, sender: Sender, message_id: int) -> MessageVie
         select(SentMessage, DirectoryEntry.name, User.name)
         .outerjoin(DirectoryEntry, DirectoryEntry.id == SentMessage.directory_entry_id)
         .outerjoin(User, User.id == SentMessage.sent_by_id)
-        .where(SentMessage.id == message_id, SentMessage.organisation_id == sender.organisation_id)
+        .where(
+            SentMessage.id == message_id,
+            SentMessage.organisation_id == sender.organisation_id,
+            SentMessage.invited_user_id.is_(None),
+        )
     ).one_or_none()
     if row is None:
         raise NotFound("not_found", _("No such message."))

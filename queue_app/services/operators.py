@@ -39,6 +39,8 @@ log = logging.getLogger("koe.operators")
 # `logged_out_reason` values; the console turns them into a sentence in the operator's language.
 REASON_MISSED_OFFERS = "missed_offers"
 REASON_LOGGED_OUT = "logged_out"
+# An administrator (or a configuration import) deactivated the user.
+REASON_DEACTIVATED = "deactivated"
 # The browser console stopped sending heartbeats (closed, crashed, asleep); the console reads this.
 REASON_CONSOLE_VANISHED = "console_vanished"
 DEFAULT_HEARTBEAT_TIMEOUT_SECONDS = 90
@@ -243,6 +245,21 @@ def log_out_in(
     # During a call the operator stays on it; the call's end sends them to wrap-up, then offline.
     if status.state != OpState.ON_CALL.value:
         _move(session, status, OpState.OFFLINE, now, "offline", reason=reason)
+
+
+def deactivate(session: Session, user: User, now: datetime) -> bool:
+    """Deactivate a user: no more log-ins, logged out of every queue; False if already inactive.
+
+    Their rows stay (calls, events, messages keep their history). The caller runs `licences.sync`:
+    an inactive user holds no licence.
+    """
+    if not user.is_active:
+        return False
+    user.is_active = False
+    status = lock_status(session, user.id)
+    if status is not None:
+        log_out_in(session, status, None, now, REASON_DEACTIVATED)
+    return True
 
 
 def pause(user_id: int, reason: str, now: datetime) -> OperatorView:

@@ -12,6 +12,10 @@ Recording by phone is a small state machine on a `Recording` row (purpose "promp
     recorded --"press 1"-->  kept  --worker: fetch_kept_recordings-->  stored (the prompt has audio)
     calling/recorded --the call ends without "keep"-->  abandoned;  no number / REST error --> failed
 
+Recording by dialling in (services/prompt_dial_in.py) starts in `dial_in` instead: the admin calls
+the organisation's recording number and enters a one-time PIN, which moves the session to `calling`;
+from there the call follows the same TwiML and states.
+
 The web pages only write rows; the worker calls Twilio (it must call `place_pending_calls(now)` and
 `fetch_kept_recordings(now)` on every round). The TwiML of the call is in web/prompt_audio.py.
 """
@@ -46,7 +50,8 @@ PROMPT_FIELDS = ("queue_id", "kind", "language", "text", "audio_key", "audio_con
 PURPOSE = "prompt"
 PENDING, CALLING, RECORDED, KEPT, STORED = "pending", "calling", "recorded", "kept", "stored"
 FAILED, ABANDONED = "failed", "abandoned"
-OPEN_STATES = (PENDING, CALLING, RECORDED, KEPT)
+DIAL_IN = "dial_in"  # waiting for the admin to dial the recording number and enter the PIN
+OPEN_STATES = (PENDING, CALLING, RECORDED, KEPT, DIAL_IN)
 MAX_RECORD_SECONDS = 120
 # A kept recording that cannot be fetched for this long is given up.
 FETCH_GIVE_UP = timedelta(hours=1)
@@ -384,7 +389,7 @@ def fetch_kept_recordings(now: datetime, fetch: Callable[[str], bytes] | None = 
         stale = session.scalars(
             select(Recording).where(
                 Recording.purpose == PURPOSE,
-                Recording.status.in_((PENDING, CALLING, RECORDED)),
+                Recording.status.in_((PENDING, CALLING, RECORDED, DIAL_IN)),
                 Recording.created_at < now - SESSION_GIVE_UP,
             )
         ).all()

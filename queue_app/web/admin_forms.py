@@ -567,10 +567,17 @@ class NewUserForm(UserForm):
         filters=[strip],
         description=_l("The user logs in with this address."),
     )
+    invite = BooleanField(
+        _l("Invite by e-mail"),
+        default=True,
+        description=_l(
+            "The user gets an e-mail with a link to choose their own password; it works once, for 7 days."
+        ),
+    )
     set_password = BooleanField(
         _l("Make a temporary password"),
-        default=True,
-        description=_l("Shown once after saving; give it to the user. Otherwise they cannot log in yet."),
+        default=False,
+        description=_l("Shown once after saving; give it to the user yourself."),
     )
 
 
@@ -629,6 +636,13 @@ class NumberForm(FlaskForm):
     label = StringField(_l("Label"), [Optional(), Length(max=100)], filters=[strip])
     queue_id = SelectField(
         _l("Reaches"), coerce=optional_int, description=_l("Callers who dial this number join this queue.")
+    )
+    records_prompts = BooleanField(
+        _l("Records prompts"),
+        description=_l(
+            "Admins dial this number and enter a PIN from the prompt page to record a prompt. Point its "
+            "Voice webhook at /twilio/record-prompt/dial-in; it reaches no queue."
+        ),
     )
 
 

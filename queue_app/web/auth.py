@@ -84,3 +84,6 @@ def set_language() -> Any:
         secure=request.is_secure,
     )
     return response
+
+
+from . import invitations  # noqa: E402,F401  (its routes are on this blueprint)

@@ -204,3 +204,6 @@ def record_prompt_status(token: str) -> Response:
     if recording_id is not None:
         prompts.call_ended(recording_id, request.form.get("CallStatus", ""))
     return _xml(VoiceResponse())
+
+
+from . import prompt_dial_in  # noqa: E402,F401  (its routes are on this blueprint)

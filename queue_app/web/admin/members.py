@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 from ...auth import admin_required, get_in_organisation, in_organisation
 from ...extensions import db
 from ...models import Queue, QueueMembership, Skill, User
-from ...services import admin_members, licences
+from ...services import admin_members, invitations, licences
 from ...services.audit import ChangeRefused
 from ..admin_forms import EditUserForm, EmptyForm, NewUserForm, SkillForm, form_values
 from . import actor, bp, now, page, refuse
@@ -36,7 +36,15 @@ def users() -> Any:
         .order_by(User.name, User.id)
     ).all()
     licensed = licences.licensed_user_ids(db.session, user.organisation_id)
-    return page("admin/users.html", rows=rows, licensed=licensed, skill_form=SkillForm(), skills=_skills())
+    invited = invitations.latest(db.session, [u.id for u in rows])
+    return page(
+        "admin/users.html",
+        rows=rows,
+        licensed=licensed,
+        invited=invited,
+        skill_form=SkillForm(),
+        skills=_skills(),
+    )
 
 
 @bp.post("/skills")
@@ -55,7 +63,16 @@ def add_skill() -> Any:
     user = actor()
     rows = db.session.scalars(in_organisation(select(User), User, user).order_by(User.name)).all()
     licensed = licences.licensed_user_ids(db.session, user.organisation_id)
-    return page("admin/users.html", 422, rows=rows, licensed=licensed, skill_form=form, skills=_skills())
+    invited = invitations.latest(db.session, [u.id for u in rows])
+    return page(
+        "admin/users.html",
+        422,
+        rows=rows,
+        licensed=licensed,
+        invited=invited,
+        skill_form=form,
+        skills=_skills(),
+    )
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -68,12 +85,20 @@ def new_user() -> Any:
         try:
             with db.transaction() as session:
                 created = admin_members.create_user(session, actor(), values, password, now())
-                user_id = created.id
+                user_id, email = created.id, created.email
+                if form.invite.data:
+                    invitations.invite(session, actor().id, created, now())
         except ChangeRefused as refused:
             refuse(form, refused)
         else:
             # Shown on this response only, never stored in the session or a flash message.
-            return page("admin/user_created.html", user_id=user_id, name=values["name"], password=password)
+            return page(
+                "admin/user_created.html",
+                user_id=user_id,
+                name=values["name"],
+                password=password,
+                invited=email if form.invite.data else None,
+            )
     status = 422 if request.method == "POST" else 200
     return page("admin/user_form.html", status, form=form, user=None)
 
@@ -129,7 +154,30 @@ def edit_user(user_id: int) -> Any:
         current=current,
         levels=LEVELS,
         queues=queues,
+        invitation=invitations.latest(db.session, [user.id]).get(user.id),
+        invite_form=EmptyForm(),
+        at=now(),
     )
+
+
+@bp.post("/users/<int:user_id>/invite")
+@admin_required
+def invite_user(user_id: int) -> Any:
+    """Send the invitation again: a new link (the old one stops working), e-mailed by the worker."""
+    EmptyForm().validate_on_submit()  # CSRFProtect has already refused a missing or wrong token
+    try:
+        with db.transaction() as session:
+            row = get_in_organisation(session, User, user_id, actor())
+            invitations.invite(session, actor().id, row, now())
+            email = row.email
+    except ChangeRefused as refused:
+        flash(refused.message, "error")
+    else:
+        flash(
+            _("A new invitation is on its way to %(email)s; the old link no longer works.", email=email),
+            "info",
+        )
+    return redirect(url_for("admin.edit_user", user_id=user_id) + "#invitation")
 
 
 @bp.route("/queues/<int:queue_id>/members", methods=["GET", "POST"])

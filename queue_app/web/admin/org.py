@@ -75,7 +75,13 @@ def add_number() -> Any:
         try:
             with db.transaction() as session:
                 admin_org.add_number(
-                    session, actor(), form.number.data, form.label.data or None, form.queue_id.data, now()
+                    session,
+                    actor(),
+                    form.number.data,
+                    form.label.data or None,
+                    form.queue_id.data,
+                    now(),
+                    records_prompts=bool(form.records_prompts.data),
                 )
         except ChangeRefused as refused:
             refuse(form, refused)
@@ -96,7 +102,13 @@ def edit_number(number_id: int) -> Any:
             with db.transaction() as session:
                 number = get_in_organisation(session, PhoneNumber, number_id, actor())
                 admin_org.update_number(
-                    session, actor(), number, form.label.data or None, form.queue_id.data, now()
+                    session,
+                    actor(),
+                    number,
+                    form.label.data or None,
+                    form.queue_id.data,
+                    now(),
+                    records_prompts=bool(form.records_prompts.data),
                 )
         except ChangeRefused as refused:
             refuse(form, refused)

@@ -23,7 +23,7 @@ from ...auth import admin_required, get_in_organisation
 from ...domain import prompts_text
 from ...extensions import db
 from ...models import Language, Organisation, PromptKind, Queue
-from ...services import prompts
+from ...services import prompt_dial_in, prompts
 from ...services.audit import ChangeRefused
 from ...storage import AudioNotFound, StorageError, current_storage
 from ..admin_forms import EmptyForm
@@ -67,6 +67,7 @@ STATUS_TEXT = {
     prompts.STORED: _l("The recording by phone was saved."),
     prompts.FAILED: _l("The call could not be made or the recording could not be fetched; try again."),
     prompts.ABANDONED: _l("The call ended before the recording was kept."),
+    prompts.DIAL_IN: _l("Waiting for your call to the recording number."),
 }
 
 
@@ -167,6 +168,7 @@ def _edit_page(
     text_form: Any = None,
     upload_form: Any = None,
     errors: Any = None,
+    dial_in: prompt_dial_in.DialIn | None = None,
 ) -> Any:
     queue = _queue(queue_id)
     kind, language = _kind(), _language(queue)
@@ -197,11 +199,14 @@ def _edit_page(
         recording=session_row,
         status_text=STATUS_TEXT,
         errors=errors or [],
+        dial_in=dial_in,
+        recording_number=prompt_dial_in.recording_number(db.session, user.organisation_id),
         urls={
             "list": _url("prompts", queue_id, language=language),
             "edit": _url("edit_prompt", queue_id, **args),
             "upload": _url("upload_prompt", queue_id, **args),
             "record": _url("record_prompt", queue_id, **args),
+            "dial_in": _url("dial_in_prompt", queue_id, **args),
             "remove": _url("remove_prompt_audio", queue_id, **args),
             "listen": _url("prompt_audio", queue_id, **args),
         },
@@ -267,6 +272,22 @@ def _record(queue_id: int | None) -> Any:
     return _edit_page(queue_id, 422, errors=errors or [_("The form has expired; try again.")])
 
 
+def _dial_in(queue_id: int | None) -> Any:
+    """A number and a one-time PIN, shown on this response only (the PIN is stored hashed)."""
+    _queue(queue_id)
+    kind, language = _kind(), _language(_queue(queue_id))
+    errors: list[str] = []
+    if EmptyForm().validate_on_submit():
+        try:
+            with db.transaction() as session:
+                started = prompt_dial_in.start(session, actor(), queue_id, kind, language, now())
+        except ChangeRefused as refused:
+            errors.append(refused.message)
+        else:
+            return _edit_page(queue_id, dial_in=started)
+    return _edit_page(queue_id, 422, errors=errors or [_("The form has expired; try again.")])
+
+
 def _remove(queue_id: int | None) -> Any:
     _queue(queue_id)
     kind, language = _kind(), _language(_queue(queue_id))
@@ -318,6 +339,12 @@ def record_prompt_org() -> Any:
     return _record(None)
 
 
+@bp.post("/prompts/dial-in")
+@admin_required
+def dial_in_prompt_org() -> Any:
+    return _dial_in(None)
+
+
 @bp.post("/prompts/remove-audio")
 @admin_required
 def remove_prompt_audio_org() -> Any:
@@ -355,6 +382,12 @@ def upload_prompt_queue(queue_id: int) -> Any:
 @admin_required
 def record_prompt_queue(queue_id: int) -> Any:
     return _record(queue_id)
+
+
+@bp.post("/queues/<int:queue_id>/prompts/dial-in")
+@admin_required
+def dial_in_prompt_queue(queue_id: int) -> Any:
+    return _dial_in(queue_id)
 
 
 @bp.post("/queues/<int:queue_id>/prompts/remove-audio")

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from ...auth import admin_required, get_in_organisation, in_organisation
 from ...domain import hours
 from ...extensions import db
-from ...models import Queue, Schedule
+from ...models import Queue, Schedule, Skill
 from ...services import admin_queues, admin_schedules, schedules
 from ...services.audit import ChangeRefused
 from ..admin_forms import QUEUE_GROUPS, EmptyForm, QueueForm, form_values, options
-from . import actor, bp, invalid, now, page, refuse
+from . import actor, bp, now, page, refuse
 
 
 def _queue_form(queue: Queue | None = None) -> QueueForm:
@@ -26,6 +26,61 @@ def _queue_form(queue: Queue | None = None) -> QueueForm:
     ).all()
     form.schedule_id.choices = options([(None, _("Always open"))] + [(i, n) for i, n in names])
     return form
+
+
+REQUIRED_SKILL = "required_skill_"
+
+
+def _skills() -> list[Skill]:
+    return list(db.session.scalars(in_organisation(select(Skill), Skill, actor()).order_by(Skill.name)))
+
+
+def _posted_skill_levels() -> tuple[dict[int, int], dict[str, str]]:
+    """The required skills picked on the form (`required_skill_<id>`: level or "" for none), and
+    the error of each field that does not hold one of the organisation's skills at a valid level."""
+    own = {s.id for s in _skills()}
+    levels: dict[int, int] = {}
+    errors: dict[str, str] = {}
+    for name, raw in request.form.items():
+        if not name.startswith(REQUIRED_SKILL):
+            continue
+        suffix = name.removeprefix(REQUIRED_SKILL)
+        if not suffix.isdigit() or int(suffix) not in own:
+            errors["required_skills"] = _("Choose among your own skills.")
+        elif raw.isdigit() and int(raw) in admin_queues.SKILL_LEVELS:
+            levels[int(suffix)] = int(raw)
+        elif raw != "":
+            errors[name] = _("A skill level is 1 to 10.")
+    return levels, errors
+
+
+def _form_page(
+    status: int, form: QueueForm, queue: Queue | None, skill_errors: dict[str, str] | None = None
+) -> Any:
+    if status == 422:
+        shown = {s.id: request.form.get(f"{REQUIRED_SKILL}{s.id}", "") for s in _skills()}  # what was posted
+    else:
+        shown = {r.skill_id: str(r.min_level) for r in queue.required_skills} if queue else {}
+    context: dict[str, Any] = {
+        "form": form,
+        "groups": QUEUE_GROUPS,
+        "queue": queue,
+        "skills": _skills(),
+        "skill_levels": admin_queues.SKILL_LEVELS,
+        "required": shown,
+        "skill_errors": skill_errors or {},
+    }
+    if queue is not None:
+        context["delete_form"] = EmptyForm()
+    return page("admin/queue_form.html", status, **context)
+
+
+def _refuse_skills(refused: ChangeRefused, skill_errors: dict[str, str]) -> bool:
+    """Put a refusal about required skills next to them; False if it is about another field."""
+    if refused.field and refused.field.startswith(("required_skill_", "required_skills")):
+        skill_errors[refused.field] = refused.message
+        return True
+    return False
 
 
 @bp.get("/")
@@ -50,21 +105,21 @@ def new_queue() -> Any:
             default = Queue.__table__.c[column].default
             if default is not None and not callable(default.arg):
                 form[column].data = default.arg
-    if form.validate_on_submit():
+        return _form_page(200, form, None)
+    levels, skill_errors = _posted_skill_levels()
+    if form.validate_on_submit() and not skill_errors:
+        values = form_values(form, admin_queues.QUEUE_SETTINGS)
         try:
             with db.transaction() as session:
-                queue = admin_queues.create_queue(
-                    session, actor(), form_values(form, admin_queues.QUEUE_SETTINGS), now()
-                )
+                queue = admin_queues.create_queue(session, actor(), values, now(), levels)
                 queue_id = queue.id
         except ChangeRefused as refused:
-            refuse(form, refused)
+            if not _refuse_skills(refused, skill_errors):
+                refuse(form, refused)
         else:
             flash(_("The queue was created. Now choose who may log in to it."), "info")
             return redirect(url_for("admin.members", queue_id=queue_id))
-    if request.method == "POST":
-        return invalid("admin/queue_form.html", form=form, groups=QUEUE_GROUPS, queue=None)
-    return page("admin/queue_form.html", form=form, groups=QUEUE_GROUPS, queue=None)
+    return _form_page(422, form, None, skill_errors)
 
 
 @bp.route("/queues/<int:queue_id>", methods=["GET", "POST"])
@@ -72,23 +127,23 @@ def new_queue() -> Any:
 def edit_queue(queue_id: int) -> Any:
     queue = get_in_organisation(db.session, Queue, queue_id, actor())
     form = _queue_form(queue)
-    if form.validate_on_submit():
+    if request.method == "GET":
+        return _form_page(200, form, queue)
+    levels, skill_errors = _posted_skill_levels()
+    if form.validate_on_submit() and not skill_errors:
+        values = form_values(form, admin_queues.QUEUE_SETTINGS)
         try:
             with db.transaction() as session:
                 row = get_in_organisation(session, Queue, queue_id, actor())
-                admin_queues.update_queue(
-                    session, actor(), row, form_values(form, admin_queues.QUEUE_SETTINGS), now()
-                )
+                admin_queues.update_queue(session, actor(), row, values, now(), levels)
         except ChangeRefused as refused:
-            refuse(form, refused)
+            if not _refuse_skills(refused, skill_errors):
+                refuse(form, refused)
         else:
             flash(_("Saved."), "info")
             return redirect(url_for("admin.edit_queue", queue_id=queue_id))
-    context = {"form": form, "groups": QUEUE_GROUPS, "queue": queue, "delete_form": EmptyForm()}
-    if request.method == "POST":
-        db.session.rollback()
-        return invalid("admin/queue_form.html", **context)
-    return page("admin/queue_form.html", **context)
+    db.session.rollback()
+    return _form_page(422, form, get_in_organisation(db.session, Queue, queue_id, actor()), skill_errors)
 
 
 @bp.post("/queues/<int:queue_id>/delete")
