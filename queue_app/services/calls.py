@@ -859,6 +859,19 @@ def _options_utterances(options: CallerOptions, language: str, facts: QueueFacts
     return tuple(spoken(prompts_text.fixed(language, p), language, facts.voice) for p in phrases)
 
 
+def hold_music(session: Session, queue: Queue | None) -> Music:
+    """The queue's hold music (its own prompt, else the organisation's, else the built-in track)."""
+    if queue is None:
+        return HOLD_MUSIC
+    kind = PromptKind.HOLD_MUSIC.value
+    return _hold_music(_load_prompts(session, queue, (kind,)).get(kind))
+
+
+def prompt_of(session: Session, queue: Queue, kind: PromptKind) -> PromptContent | None:
+    """The queue's own prompt of `kind` in its language, else the organisation's; None if unset."""
+    return _load_prompts(session, queue, (kind.value,)).get(kind.value)
+
+
 def _hold_music(content: PromptContent | None) -> Music:
     if content is not None and content.audio_url:
         return Music(content.audio_url, content.duration)

@@ -223,6 +223,7 @@ def claim_due(now: datetime) -> list[PendingRedirect]:
         rows = session.scalars(
             select(Transfer)
             .where(
+                Transfer.kind == TransferKind.BLIND.value,  # consults: services/consult.py
                 Transfer.state.in_((TransferState.DIALING.value, TransferState.CAMPED_ON.value)),
                 Transfer.next_attempt_at <= now,
             )
@@ -260,7 +261,8 @@ def claim_due(now: datetime) -> list[PendingRedirect]:
 def next_attempt(session: Session) -> datetime | None:
     return session.scalar(
         select(func.min(Transfer.next_attempt_at)).where(
-            Transfer.state.in_((TransferState.DIALING.value, TransferState.CAMPED_ON.value))
+            Transfer.kind == TransferKind.BLIND.value,
+            Transfer.state.in_((TransferState.DIALING.value, TransferState.CAMPED_ON.value)),
         )
     )
 

@@ -645,7 +645,9 @@ class Emulator:
                 form += [("ReasonParticipantLeft", reason or "participant-hung-up")]
         if event == "conference-end":
             form += [("ReasonConferenceEnded", reason or ""), ("CallSidEndingConference", by or "")]
-        self.later(0, lambda: self.request(conference.status_callback or "", "POST", form, None))
+        # Like call status callbacks: may come late, twice or out of order (the Options switches).
+        url = conference.status_callback
+        self.callbacks.dispatch(conference.sid, url, "POST", form, event == "conference-end", None)
 
     # ---- messages ------------------------------------------------------------------------------
 

@@ -30,10 +30,12 @@ from werkzeug.exceptions import HTTPException
 from .. import get_clock
 from ..domain import prompts_text
 from ..extensions import csrf
-from ..services import callbacks, dispatch, offers, transfers
+from ..services import callbacks, consult, dispatch, offers, transfers
+from ..services.consult import CALLER
 from ..services.offers import DialOutcome, OfferPlan
 from ..services.transfers import TransferOutcome, TransferResult
 from ..telephony.signatures import twilio_signed
+from .consult_hooks import conference_seat
 
 log = logging.getLogger("koe.webhooks.offers")
 
@@ -204,6 +206,11 @@ def offer_whisper_result(group_key: str) -> Response:
 @bp.post("/twilio/offer/<group_key>/result")
 @twilio_signed
 def offer_result(group_key: str) -> Response:
+    if request.form.get("DialCallStatus") == "completed":
+        # The operator's leg was moved into a consult's conference: the caller follows it there.
+        seat = consult.caller_seat(group_key)
+        if seat is not None:
+            return _xml(conference_seat(seat, CALLER, _base()))
     outcome = offers.finish_dial(
         group_key,
         dial_status=request.form.get("DialCallStatus", ""),
