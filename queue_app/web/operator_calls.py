@@ -189,9 +189,15 @@ def _transfer_target(body: dict[str, Any], now: datetime) -> tuple[str, int | No
     return number, entry_id
 
 
+def _may_take_calls() -> None:
+    if not current_user.plan_may_log_in:
+        raise ApiError(403, "not_allowed", _("Your plan does not include taking queue calls."))
+
+
 @bp.post(f"{API}/calls/<{ID}:call_id>/transfer")
 def api_transfer(call_id: int) -> Any:
     body = _body()
+    _may_take_calls()
     kind = body.get("kind", "blind")
     if kind not in KINDS:
         raise ApiError(422, "invalid_kind", _("kind must be blind or consult."))
@@ -253,6 +259,7 @@ def _transfer_answer(call_id: int, transfer_id: int) -> Any:
 def api_consult(call_id: int, action: str) -> Any:
     """Connect the caller to the consulted colleague, or go back to the caller."""
     _body()
+    _may_take_calls()
     with db.transaction() as session:
         _mine(session, call_id)
     act = consult.connect if action == "connect" else consult.return_to_caller
