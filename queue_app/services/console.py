@@ -341,7 +341,8 @@ def _outcome(call: Call, transfers: Sequence[TransferView]) -> str:
         last = transfers[-1].state
         if last == "connected":
             return "transferred"
-        if last == "recalled":
+        # A consult that ended without the colleague left the operator with the caller: not a recall.
+        if last == "recalled" and transfers[-1].kind != "consult":
             return "recalled"
         if last in ("dialing", "consulting", "camped_on"):
             return "transferring"
