@@ -255,3 +255,36 @@ def _failed(
     call.answered_at = None
     call.answered_by_id = None
     return CallbackResult(outcome, language, voice)
+
+
+def cancel(session: Session, call_id: int | None, user_id: int, now: datetime) -> bool:
+    """The caller's callback is no longer wanted (their missed-call entry was marked handled).
+
+    A pending callback ends `completed` with outcome `callback_canceled`. One whose offer rings at
+    an operator right now is taken back first: the offer ends (no miss), so the operator's leg,
+    if it is answered, finds nothing to dial. True when a callback was canceled.
+    """
+    call = offers.lock_call(session, call_id) if call_id is not None else None
+    if call is None or not offers.is_callback(call):
+        return False
+    if call.state == CallState.OFFERED.value:
+        for group_key in session.scalars(
+            select(Offer.group_key)
+            .where(Offer.call_id == call.id, Offer.state == OfferState.RINGING.value)
+            .distinct()
+        ).all():
+            offers.close_group(
+                session,
+                offers.lock_group(session, group_key),
+                OfferState.CANCELED,
+                now,
+                "callback_offer_canceled",
+                count_miss=False,
+            )
+    if call.state != CallState.CALLBACK_PENDING.value:
+        return False
+    offers.move_call(session, call, CallState.COMPLETED, now, "callback_canceled", user_id=user_id)
+    call.ended_at = now
+    call.outcome_reason = "callback_canceled"
+    _remember(call, retry_at=None)
+    return True
