@@ -329,3 +329,10 @@ def camp_on_still_busy(language: str, name: str) -> str:
     who = f"{name} pratar" if name else "Linjen är"
     rest = "fortfarande i telefon." if name else "fortfarande upptagen."
     return f"{who} {rest} Var vänlig dröj kvar, vi försöker fortfarande koppla dig."
+
+
+def press_one(language: str) -> str:
+    """Asked of an operator who answers on a phone: a voicemail never presses 1."""
+    if language_or_default(language) == "en":
+        return "Press 1 to take the call."
+    return "Tryck 1 för att ta samtalet."

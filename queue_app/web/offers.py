@@ -15,6 +15,7 @@ URL contract (group_key: an offer group, one per call and dispatch; operator: a 
     /twilio/transfer/<transfer_id>/wait                camp-on waitUrl
     /twilio/callback/<group_key>                       operator's outbound leg answered: whom to call,
                                                        then <Dial callerId><Number>caller</Number>
+    /twilio/callback/<group_key>/confirm               a phone operator's "press 1" (else: no answer)
     /twilio/callback/<group_key>/status                that leg's status callback
     /twilio/callback/<group_key>/result                the Dial to the caller's action
 """
@@ -303,7 +304,28 @@ def callback(group_key: str) -> Response:
         return _hang_up()
     response = VoiceResponse()
     whisper = prompts_text.callback_whisper(plan.language, plan.callback_number, plan.queue_name)
+    if plan.needs_confirm:
+        # A phone: "press 1", as for queue offers; no key (a voicemail) counts as no answer.
+        confirm = f"{_base()}/twilio/callback/{group_key}/confirm"
+        gather = response.gather(num_digits=1, timeout=6, action=confirm, method="POST")
+        _say(gather, f"{whisper} {prompts_text.press_one(plan.language)}", plan.language, plan.voice)
+        response.redirect(confirm, method="POST")
+        return _xml(response)
     _say(response, whisper, plan.language, plan.voice)
+    return _xml(_dial_caller(response, group_key, plan))
+
+
+@bp.post("/twilio/callback/<group_key>/confirm")
+@twilio_signed
+def callback_confirm(group_key: str) -> Response:
+    plan = callbacks.confirm(group_key, request.form.get("Digits", ""), get_clock().now())
+    dispatch.wake()
+    if not plan.active:
+        return _hang_up()
+    return _xml(_dial_caller(VoiceResponse(), group_key, plan))
+
+
+def _dial_caller(response: VoiceResponse, group_key: str, plan: callbacks.CallbackPlan) -> VoiceResponse:
     dial = response.dial(
         caller_id=plan.caller_id,
         action=f"{_base()}/twilio/callback/{group_key}/result",
@@ -311,7 +333,7 @@ def callback(group_key: str) -> Response:
         timeout=callbacks.CALLBACK_DIAL_TIMEOUT,
     )
     dial.number(plan.callback_number)
-    return _xml(response)
+    return response
 
 
 @bp.post("/twilio/callback/<group_key>/status")
