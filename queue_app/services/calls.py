@@ -359,6 +359,13 @@ def _load_prompts(session: Session, queue: Queue, kinds: tuple[str, ...]) -> dic
     }
 
 
+def utterance(
+    content: PromptContent | None, default_text: str, language: str, voice: str | None
+) -> Utterance:
+    """A recorded or written prompt when there is one, else `default_text` read in `language`."""
+    return _utterance(content, default_text, language, voice)
+
+
 def _utterance(
     content: PromptContent | None, default_text: str, language: str, voice: str | None
 ) -> Utterance:

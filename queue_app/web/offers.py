@@ -35,7 +35,9 @@ from ..services import callbacks, consult, dispatch, offers, transfers
 from ..services.consult import CALLER
 from ..services.offers import DialOutcome, OfferPlan
 from ..services.transfers import TransferOutcome, TransferResult
+from ..telephony import twiml
 from ..telephony.signatures import twilio_signed
+from ..telephony.twiml import Utterance
 from .consult_hooks import conference_seat
 
 log = logging.getLogger("koe.webhooks.offers")
@@ -49,14 +51,9 @@ WHISPER = {
     "sv": "Samtal från kön {queue}. Tryck 1 för att ta samtalet.",
     "en": "Call from the queue {queue}. Press 1 to take the call.",
 }
-CAMP_ON = {
-    "sv": "Det är upptaget just nu. Vänta kvar, så kopplar vi dig så snart linjen är ledig.",
-    "en": "The line is busy. Please hold, and we will connect you as soon as it is free.",
-}
-CAMP_ON_WAIT = {
-    "sv": "Vänta kvar, linjen är fortfarande upptagen.",
-    "en": "Please hold, the line is still busy.",
-}
+# A camped-on caller hears music between the updates; the first update after this long.
+CAMP_ON_MUSIC_SECONDS = 25
+CAMP_ON_FIRST_UPDATE_SECONDS = 5
 RING_STATUS_EVENTS = "ringing answered completed"
 
 
@@ -271,7 +268,7 @@ def _transfer_twiml(result: TransferResult) -> Response:
         return _xml(response)
     if result.outcome is TransferOutcome.CAMP_ON and result.transfer_id is not None:
         response = VoiceResponse()
-        _say(response, CAMP_ON.get(result.language, CAMP_ON["sv"]), result.language)
+        _add(response, transfers.camp_on_words(result.transfer_id).intro)
         response.enqueue(
             f"koe-campon-{result.transfer_id}",
             wait_url=f"{_base()}/twilio/transfer/{result.transfer_id}/wait",
@@ -284,12 +281,22 @@ def _transfer_twiml(result: TransferResult) -> Response:
 @bp.post("/twilio/transfer/<int:transfer_id>/wait")
 @twilio_signed
 def transfer_wait(transfer_id: int) -> Response:
-    """Camp-on waitUrl: a short reminder, then silence until Twilio asks again or the worker retries."""
-    response = VoiceResponse()
-    language = transfers.transfer_language(transfer_id)
-    _say(response, CAMP_ON_WAIT.get(language, CAMP_ON_WAIT["sv"]), language)
-    response.pause(length=20)
-    return _xml(response)
+    """Camp-on waitUrl: hold music; from the second fetch on, first a word that they still wait.
+
+    The caller has just heard why (the intro before `<Enqueue>`), so the first document is music.
+    """
+    words = transfers.camp_on_words(transfer_id)
+    waited = request.form.get("QueueTime", "0")
+    said = (words.update,) if waited.isdigit() and int(waited) >= CAMP_ON_FIRST_UPDATE_SECONDS else ()
+    document = twiml.wait(_base(), said, words.music, CAMP_ON_MUSIC_SECONDS)
+    return Response(document, mimetype="application/xml")
+
+
+def _add(response: VoiceResponse, utterance: Utterance) -> None:
+    if utterance.audio_url:
+        response.play(twiml.absolute(_base(), utterance.audio_url))
+    elif utterance.text:
+        response.say(utterance.text, language=utterance.language, voice=utterance.voice)
 
 
 # --- callbacks (services/callbacks.py) --------------------------------------------------------------

@@ -606,7 +606,10 @@ function renderResults() {
         span(availabilityText(hit.availability), "availability"),
       );
       if (currentCall && !consulting() && (hit.phone_number || hit.mobile_number)) {
-        li.append(transferButton(hit, "hit-transfer"), consultButton(hit, "hit-transfer"));
+        const actions = document.createElement("span");
+        actions.className = "hit-actions";
+        actions.append(consultButton(hit, "hit-consult"), transferButton(hit, "hit-transfer"));
+        li.append(actions);
       }
       li.addEventListener("click", () => select(i));
       return li;
@@ -663,8 +666,8 @@ function transferButton(hit, className) {
 function consultButton(hit, className) {
   const button = document.createElement("button");
   button.type = "button";
-  button.className = `${className} consult`;
-  button.textContent = className === "hit-transfer" ? T.consult : T.consult_with.replace("{name}", hit.name);
+  button.className = className;
+  button.textContent = className === "hit-consult" ? T.consult : T.consult_with.replace("{name}", hit.name);
   button.setAttribute("aria-label", T.consult_with.replace("{name}", hit.name));
   button.addEventListener("click", (event) => {
     event.stopPropagation();
