@@ -401,7 +401,11 @@ function consulting() {
 
 function renderConsultActions() {
   const t = consulting();
+  const was = !document.getElementById("consult-actions").hidden;
   document.getElementById("consult-actions").hidden = !t;
+  // No second transfer while consulting: the directory's and the number form's buttons go away.
+  document.getElementById("transfer-number-form").hidden = Boolean(t);
+  if (was !== Boolean(t) && hits.length) renderResults();
   // The colleague must have answered before the caller can be put through.
   document.getElementById("consult-connect").disabled = !t || t.state !== "consulting";
 }
