@@ -134,6 +134,12 @@ def _latest(session: Session, call_id: int) -> Transfer | None:
 # --- the operator's actions ------------------------------------------------------------------------
 
 
+def is_going_on(call_id: int) -> bool:
+    """Is a consult of this call still dialling or talking? (No blind transfer meanwhile.)"""
+    with db.transaction() as session:
+        return _active(session, call_id) is not None
+
+
 def start_consult(
     call_id: int, by_user_id: int, to_number: str, now: datetime, directory_entry_id: int | None = None
 ) -> int:

@@ -205,6 +205,8 @@ def api_transfer(call_id: int) -> Any:
     with db.transaction() as session:
         _connected(session, call_id)
     number, entry_id = _transfer_target(body, now)
+    if consult.is_going_on(call_id):
+        raise _consult_error(consult.ConsultError("consult_active", ""))
     if kind == "consult":
         transfer_id = _start_consult(call_id, number, entry_id, now)
     else:

@@ -365,6 +365,9 @@ def test_a_consult_keeps_the_operator_on_the_call_while_the_colleague_is_dialled
     # A second consult (or a blind transfer) while it goes on is refused.
     again = bob.post(f"/calls/{call_id}/transfer", {"to_number": "+46846500413", "kind": "consult"})
     assert again.status_code == 409 and again.get_json()["error"] == "consult_active"
+    blind = bob.post(f"/calls/{call_id}/transfer", {"to_number": "+46846500413", "kind": "blind"})
+    assert blind.status_code == 409 and blind.get_json()["error"] == "consult_active"
+    assert len(transfers_of(call_id)) == 1
 
 
 def test_connect_before_the_colleague_answers_is_409_and_return_ends_the_consult(
