@@ -301,7 +301,7 @@ def _operator_left(session: Session, call: Call, transfer: Transfer, now: dateti
     # The colleague still rings and nobody is with the caller: to the front of the queue.
     offers.move_call(session, call, CallState.TRANSFERRING, now, "consult_operator_left")
     operators.on_call_ended(session, call, now)
-    transfer.from_user_id = None  # the operator left: never offer the call straight back to them
+    # As a blind transfer's recall: back to the operator if free again, else first in the queue.
     recall(session, transfer, call, "operator_left", now)
     transfer.next_attempt_at = now
     return True

@@ -300,6 +300,33 @@ def test_anna_hanging_up_during_the_consult_hands_the_caller_over(
     assert emulator.errors == []
 
 
+def test_anna_hanging_up_while_the_colleague_rings_puts_the_caller_first_in_the_queue(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=15))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.colleague_leg() is not None, timeout=60)
+    assert anna.operator_leg is not None
+    anna.operator_leg.hang_up()
+    emulator.advance(3)
+
+    transfer = anna.transfer()
+    assert (transfer.state, transfer.recall_reason) == ("recalled", "operator_left")
+    colleague = anna.colleague_leg()
+    assert colleague is not None and colleague.status in ("canceled", "completed")
+    with app.app_context():
+        row = call_row(anna.call.sid)
+        assert row.state in ("waiting", "offered") and row.priority > 0
+    assert anna.call.status == "in-progress"
+    # After her wrap-up the caller comes back to Anna, the only operator.
+    assert anna.call.wait_until(
+        lambda: anna.call.bridged_with is not None and "op_anna" in anna.call.bridged_with.call.to, timeout=60
+    )
+    assert emulator.errors == []
+
+
 def test_duplicated_and_late_callbacks_change_nothing_twice(
     app: Flask, clock: ManualClock, incoming_number: Callable[[str], str]
 ) -> None:
