@@ -660,6 +660,9 @@ class Transfer(Base):
     recall_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A consult (services/consult.py): the conference the caller waits in, the colleague's leg.
+    conference_sid: Mapped[str | None] = mapped_column(String(64))
+    consult_call_sid: Mapped[str | None] = mapped_column(String(64))
 
 
 class Recording(Base):

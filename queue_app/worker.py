@@ -24,9 +24,9 @@ from typing import Any
 from flask import Flask, current_app
 from twilio.base.exceptions import TwilioRestException
 
-from . import get_clock
+from . import get_clock, worker_consult
 from .extensions import db
-from .services import callbacks, closing, dispatch, messages, operators, prompts, transfers
+from .services import callbacks, closing, consult, dispatch, messages, operators, prompts, transfers
 from .services import offers as offer_service
 from .services.dispatch import CREATE_CALL, PendingRedirect
 from .telephony.rest import TwilioRest
@@ -62,6 +62,7 @@ def run_pending(now: datetime) -> datetime | None:
     round_ = dispatch.dispatch_round(now)
     redirects += round_.redirects
     failed = perform_redirects(redirects, now)
+    failed += worker_consult.perform(consult.claim_due(now), now)
     # Messages after the calls: a slow mail server must not delay a caller's offer.
     attempts = messages.send_due(now)
     # Prompts recorded by phone: call the admin who asked, and store what they chose to keep.
@@ -129,6 +130,7 @@ def next_deadline(now: datetime, next_closing: datetime | None = None) -> dateti
             operators.next_wrap_up_end(session),
             operators.next_console_deadline(session, now, heartbeat_timeout()),
             transfers.next_attempt(session),
+            consult.next_step(session),
             messages.next_due(session),
             callbacks.next_retry(session, now),
         ]

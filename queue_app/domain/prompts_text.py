@@ -269,3 +269,70 @@ def callback_whisper(language: str, number: str, queue_name: str) -> str:
     if language_or_default(language) == "en":
         return f"Calling back {spoken}, who was waiting in the queue {queue_name}."
     return f"Återuppringning till {spoken}, som väntade i kön {queue_name}."
+
+
+_CONSULT_BACK = {
+    "sv": {
+        "busy": "{name} är upptagen.",
+        "no_answer": "{name} svarar inte.",
+        "failed": "{name} gick inte att nå.",
+        "colleague_hung_up": "{name} lade på.",
+    },
+    "en": {
+        "busy": "{name} is busy.",
+        "no_answer": "{name} is not answering.",
+        "failed": "{name} could not be reached.",
+        "colleague_hung_up": "{name} hung up.",
+    },
+}
+_BACK_WITH_CALLER = {"sv": "Du är tillbaka hos den som ringer.", "en": "You are back with the caller."}
+_SOMEONE = {"sv": ("Kollegan", "kollegan"), "en": ("Your colleague", "your colleague")}
+
+
+def consult_back(language: str, name: str, reason: str) -> str:
+    """Said to the operator when a consult ends without the colleague: why, and where they are."""
+    lang = language_or_default(language)
+    said = _CONSULT_BACK[lang].get(reason, "")
+    if said:
+        said = said.format(name=name or _SOMEONE[lang][0]) + " "
+    return said + _BACK_WITH_CALLER[lang]
+
+
+def camp_on_busy(language: str, name: str) -> str:
+    """A caller camping on a busy colleague hears why and what happens next."""
+    if language_or_default(language) == "en":
+        if not name:
+            return (
+                "The person you are calling is busy on another call. Please hold, "
+                "and we will try to put you through again shortly."
+            )
+        return (
+            f"{name} is busy on another call. You are now waiting for {name}, "
+            "and we will try to put you through again shortly."
+        )
+    if not name:
+        return (
+            "Personen du söker pratar i ett annat samtal just nu. Var vänlig dröj kvar, "
+            "så försöker vi koppla dig igen om en liten stund."
+        )
+    return (
+        f"{name} pratar i ett annat samtal just nu. Du väntar nu på {name}, "
+        "och vi försöker koppla dig igen om en liten stund."
+    )
+
+
+def camp_on_still_busy(language: str, name: str) -> str:
+    """The periodic update while camping on: still busy, still waiting, we keep trying."""
+    if language_or_default(language) == "en":
+        who = f"{name} is" if name else "The line is"
+        return f"{who} still busy. Please hold, we are still trying to put you through."
+    who = f"{name} pratar" if name else "Linjen är"
+    rest = "fortfarande i telefon." if name else "fortfarande upptagen."
+    return f"{who} {rest} Var vänlig dröj kvar, vi försöker fortfarande koppla dig."
+
+
+def press_one(language: str) -> str:
+    """Asked of an operator who answers on a phone: a voicemail never presses 1."""
+    if language_or_default(language) == "en":
+        return "Press 1 to take the call."
+    return "Tryck 1 för att ta samtalet."

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from ..domain.states import Call as CallState
 from ..extensions import db
-from ..models import Call, MissedCall, MissedCallStatus, Offer, OfferState, Queue
+from ..models import Call, MissedCall, MissedCallStatus, Offer, OfferState, Queue, User
 from . import offers, operators
 
 log = logging.getLogger("koe.callbacks")
@@ -108,14 +108,20 @@ class CallbackPlan:
     queue_name: str = ""
     language: str = "sv"
     voice: str | None = None
+    # The operator's device is a phone: they must press 1 first (a voicemail never does).
+    needs_confirm: bool = False
 
 
 def _queue_of(session: Session, call: Call) -> Queue | None:
     return session.get(Queue, call.queue_id) if call.queue_id else None
 
 
-def answer(group_key: str, now: datetime) -> CallbackPlan:
-    """The operator answered the callback's outbound leg: accept the offer, say whom to dial."""
+def answer(group_key: str, now: datetime, confirmed: bool = False) -> CallbackPlan:
+    """The operator answered the callback's outbound leg: accept the offer, say whom to dial.
+
+    A phone's answer may be its voicemail, as for queue offers (services/offers.py): until the
+    operator has pressed 1 (`confirmed`), the plan only asks for it and nothing is accepted.
+    """
     with db.transaction() as session:
         group = offers.lock_group(session, group_key)
         if not group:
@@ -127,7 +133,12 @@ def answer(group_key: str, now: datetime) -> CallbackPlan:
             return CallbackPlan(group_key, active=False)
         if offer.state == OfferState.ACCEPTED.value and call.state != CallState.CONNECTED.value:
             return CallbackPlan(group_key, active=False)  # a late repeat of a finished attempt
-        if not offers.accept_offer(session, group, offer, now):
+        user = session.get(User, offer.user_id)
+        device = offers.device_of(user) if user else None
+        needs_confirm = not confirmed and device is not None and device.kind == "number"
+        if needs_confirm and offer.state != OfferState.RINGING.value:
+            return CallbackPlan(group_key, active=False)
+        if not needs_confirm and not offers.accept_offer(session, group, offer, now):
             return CallbackPlan(group_key, active=False)
         queue = _queue_of(session, call)
         return CallbackPlan(
@@ -138,7 +149,20 @@ def answer(group_key: str, now: datetime) -> CallbackPlan:
             queue_name=queue.name if queue else "",
             language=queue.language if queue else "sv",
             voice=queue.voice if queue else None,
+            needs_confirm=needs_confirm,
         )
+
+
+def confirm(group_key: str, digits: str, now: datetime) -> CallbackPlan:
+    """The phone operator's answer to "press 1": 1 takes the call; anything else, or nothing (a
+    voicemail), is a missed offer and the callback waits for its next turn."""
+    if digits.strip() == "1":
+        return answer(group_key, now, confirmed=True)
+    with db.transaction() as session:
+        group = offers.lock_group(session, group_key)
+        if any(o.state == OfferState.RINGING.value for o in group):
+            offers.close_group(session, group, OfferState.NO_ANSWER, now, "callback_offer_unconfirmed")
+    return CallbackPlan(group_key, active=False)
 
 
 def record_operator_leg(group_key: str, leg_status: str, now: datetime) -> str:
@@ -255,3 +279,36 @@ def _failed(
     call.answered_at = None
     call.answered_by_id = None
     return CallbackResult(outcome, language, voice)
+
+
+def cancel(session: Session, call_id: int | None, user_id: int, now: datetime) -> bool:
+    """The caller's callback is no longer wanted (their missed-call entry was marked handled).
+
+    A pending callback ends `completed` with outcome `callback_canceled`. One whose offer rings at
+    an operator right now is taken back first: the offer ends (no miss), so the operator's leg,
+    if it is answered, finds nothing to dial. True when a callback was canceled.
+    """
+    call = offers.lock_call(session, call_id) if call_id is not None else None
+    if call is None or not offers.is_callback(call):
+        return False
+    if call.state == CallState.OFFERED.value:
+        for group_key in session.scalars(
+            select(Offer.group_key)
+            .where(Offer.call_id == call.id, Offer.state == OfferState.RINGING.value)
+            .distinct()
+        ).all():
+            offers.close_group(
+                session,
+                offers.lock_group(session, group_key),
+                OfferState.CANCELED,
+                now,
+                "callback_offer_canceled",
+                count_miss=False,
+            )
+    if call.state != CallState.CALLBACK_PENDING.value:
+        return False
+    offers.move_call(session, call, CallState.COMPLETED, now, "callback_canceled", user_id=user_id)
+    call.ended_at = now
+    call.outcome_reason = "callback_canceled"
+    _remember(call, retry_at=None)
+    return True

@@ -363,6 +363,13 @@ def _load_prompts(session: Session, queue: Queue, kinds: tuple[str, ...]) -> dic
     }
 
 
+def utterance(
+    content: PromptContent | None, default_text: str, language: str, voice: str | None
+) -> Utterance:
+    """A recorded or written prompt when there is one, else `default_text` read in `language`."""
+    return _utterance(content, default_text, language, voice)
+
+
 def _utterance(
     content: PromptContent | None, default_text: str, language: str, voice: str | None
 ) -> Utterance:
@@ -940,6 +947,19 @@ def _options_utterances(options: CallerOptions, language: str, facts: QueueFacts
     if options.voicemail:
         phrases.append(Phrase.OPTION_VOICEMAIL)
     return tuple(spoken(prompts_text.fixed(language, p), language, facts.voice) for p in phrases)
+
+
+def hold_music(session: Session, queue: Queue | None) -> Music:
+    """The queue's hold music (its own prompt, else the organisation's, else the built-in track)."""
+    if queue is None:
+        return HOLD_MUSIC
+    kind = PromptKind.HOLD_MUSIC.value
+    return _hold_music(_load_prompts(session, queue, (kind,)).get(kind))
+
+
+def prompt_of(session: Session, queue: Queue, kind: PromptKind) -> PromptContent | None:
+    """The queue's own prompt of `kind` in its language, else the organisation's; None if unset."""
+    return _load_prompts(session, queue, (kind.value,)).get(kind.value)
 
 
 def _hold_music(content: PromptContent | None) -> Music:

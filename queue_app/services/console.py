@@ -33,6 +33,7 @@ from ..models import (
     Transfer,
     User,
 )
+from . import callbacks
 from .operators import REASON_MISSED_OFFERS
 
 # Written by whoever logs out a console that stopped sending heartbeats (the worker).
@@ -341,7 +342,8 @@ def _outcome(call: Call, transfers: Sequence[TransferView]) -> str:
         last = transfers[-1].state
         if last == "connected":
             return "transferred"
-        if last == "recalled":
+        # A consult that ended without the colleague left the operator with the caller: not a recall.
+        if last == "recalled" and transfers[-1].kind != "consult":
             return "recalled"
         if last in ("dialing", "consulting", "camped_on"):
             return "transferring"
@@ -525,11 +527,15 @@ def mark_handled(
         exists = session.scalar(select(MissedCall.id).where(MissedCall.id == missed_id, scope))
         if exists is None:
             raise NotFound("No such missed call.")
-        session.execute(
+        marked = session.execute(
             update(MissedCall)
             .where(MissedCall.id == missed_id, MissedCall.status == MissedCallStatus.OPEN.value)
             .values(status=MissedCallStatus.HANDLED.value, handled_by_id=user_id, handled_at=now)
         )
+        if marked.rowcount == 1:  # type: ignore[attr-defined]
+            # Handled by hand (called back from a mobile, say): the switchboard must not call again.
+            call_id = session.scalar(select(MissedCall.call_id).where(MissedCall.id == missed_id))
+            callbacks.cancel(session, call_id, user_id, now)
         (item,) = missed(
             session,
             organisation_id,

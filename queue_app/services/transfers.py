@@ -4,7 +4,8 @@ The operator asks for the transfer (`start_blind_transfer`); the worker moves th
 `/twilio/transfer/<id>` (a `<Dial>` to the colleague) after commit; the Dial's action decides:
 answered -> the call is done; busy -> camp on (wait in `<Enqueue>` and retry later) when camp-on is
 on, else recall; no answer -> recall to the transferring operator if available, else to the front
-of the queue. The full camp-on (announcements, order of several waiting callers) comes with issue 7.
+of the queue. A camped-on caller hears why they wait and, now and then, that they still do
+(`camp_on_words`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,24 @@ from enum import StrEnum
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ..domain import prompts_text
 from ..domain.states import Call as CallState
 from ..domain.states import can_move
 from ..extensions import db
-from ..models import Call, Offer, OfferState, Queue, Transfer, TransferKind, TransferState, User
-from . import offers, operators
+from ..models import (
+    Call,
+    DirectoryEntry,
+    Offer,
+    OfferState,
+    PromptKind,
+    Queue,
+    Transfer,
+    TransferKind,
+    TransferState,
+    User,
+)
+from ..telephony.twiml import Music, Utterance
+from . import calls, offers, operators
 from .dispatch import PendingRedirect, claim_operator
 
 log = logging.getLogger("koe.transfers")
@@ -152,11 +166,32 @@ def _language(session: Session, call: Call) -> str:
     return queue.language if queue else "sv"
 
 
-def transfer_language(transfer_id: int) -> str:
+@dataclass(frozen=True, slots=True)
+class CampOnWords:
+    """What a camped-on caller hears: why they wait (`intro`), then now and then `update`."""
+
+    intro: Utterance
+    update: Utterance
+    music: Music
+
+
+def camp_on_words(transfer_id: int) -> CampOnWords:
+    """In the queue's language: the queue's (else the organisation's) camp-on prompt when one is
+    set, else the built-in words naming the colleague ("Anna Berg pratar i ett annat samtal …")."""
     with db.transaction() as session:
         transfer = session.get(Transfer, transfer_id)
         call = session.get(Call, transfer.call_id) if transfer else None
-        return _language(session, call) if call else "sv"
+        queue = session.get(Queue, call.queue_id) if call and call.queue_id else None
+        language, voice = (queue.language, queue.voice) if queue else ("sv", None)
+        entry_id = transfer.directory_entry_id if transfer else None
+        entry = session.get(DirectoryEntry, entry_id) if entry_id else None
+        name = entry.name if entry else ""
+        prompt = calls.prompt_of(session, queue, PromptKind.CAMP_ON) if queue else None
+        return CampOnWords(
+            intro=calls.utterance(prompt, prompts_text.camp_on_busy(language, name), language, voice),
+            update=calls.utterance(prompt, prompts_text.camp_on_still_busy(language, name), language, voice),
+            music=calls.hold_music(session, queue),
+        )
 
 
 def _repeat(session: Session, transfer: Transfer, call: Call) -> TransferResult:
@@ -223,6 +258,7 @@ def claim_due(now: datetime) -> list[PendingRedirect]:
         rows = session.scalars(
             select(Transfer)
             .where(
+                Transfer.kind == TransferKind.BLIND.value,  # consults: services/consult.py
                 Transfer.state.in_((TransferState.DIALING.value, TransferState.CAMPED_ON.value)),
                 Transfer.next_attempt_at <= now,
             )
@@ -260,7 +296,8 @@ def claim_due(now: datetime) -> list[PendingRedirect]:
 def next_attempt(session: Session) -> datetime | None:
     return session.scalar(
         select(func.min(Transfer.next_attempt_at)).where(
-            Transfer.state.in_((TransferState.DIALING.value, TransferState.CAMPED_ON.value))
+            Transfer.kind == TransferKind.BLIND.value,
+            Transfer.state.in_((TransferState.DIALING.value, TransferState.CAMPED_ON.value)),
         )
     )
 

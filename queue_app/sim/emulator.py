@@ -464,6 +464,7 @@ class Emulator:
                 leg.patience_timer.cancel()
                 leg.patience_timer = None
             if leg.script.talk_for is not None:
+                leg.talk_scheduled = True
                 leg.timers.append(self.later(leg.script.talk_for, lambda leg=leg: self.hang_up(leg)))
 
     def unbridge(self, call: Call, redirected: bool = False) -> None:
@@ -562,6 +563,9 @@ class Emulator:
         )
         conference.participants[call.sid] = participant
         call.conference_sid = conference.sid
+        if call.script.talk_for is not None and not call.talk_scheduled:
+            call.talk_scheduled = True
+            call.timers.append(self.later(call.script.talk_for, lambda: self.hang_up(call)))
         call.heard.append(Heard(now, "conference", name))
         self.conference_event(conference, "participant-join", participant)
         if participant.start_conference_on_enter and conference.status == "init":
@@ -611,6 +615,8 @@ class Emulator:
         if not conference.status_callback:
             return
         short = event.split("-", 1)[1] if event.startswith(("participant-", "conference-")) else event
+        if event.startswith("announcement-"):
+            short = "announcement"  # statusCallbackEvent "announcement": announcement-end|fail
         if conference.status_callback_events and short not in conference.status_callback_events:
             return
         form: FormData = [
@@ -639,7 +645,9 @@ class Emulator:
                 form += [("ReasonParticipantLeft", reason or "participant-hung-up")]
         if event == "conference-end":
             form += [("ReasonConferenceEnded", reason or ""), ("CallSidEndingConference", by or "")]
-        self.later(0, lambda: self.request(conference.status_callback or "", "POST", form, None))
+        # Like call status callbacks: may come late, twice or out of order (the Options switches).
+        url = conference.status_callback
+        self.callbacks.dispatch(conference.sid, url, "POST", form, event == "conference-end", None)
 
     # ---- messages ------------------------------------------------------------------------------
 

@@ -92,6 +92,8 @@ class Call:
     process: Any = None
     timers: list[Any] = field(default_factory=list)
     patience_timer: Any = None
+    # The person's `talk_for` runs from their first bridge or conference join.
+    talk_scheduled: bool = False
     extra_params: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -668,7 +668,9 @@ class RestApi:
             participant.hold = hold
             participant.hold_url = r.get("HoldUrl")
             if hold:
-                self._hear(participant.call_sid, "play", participant.hold_url or "hold-music")
+                # HoldUrl: fetched with HoldMethod (default GET); audio or Play/Say/Pause/Redirect.
+                method = (r.get("HoldMethod") or "GET").upper()
+                self._hear_url(conference, participant, participant.hold_url, method, "hold-music")
             self.emu.conference_event(
                 conference, "participant-hold" if hold else "participant-unhold", participant
             )
@@ -682,7 +684,11 @@ class RestApi:
             if value is not None:
                 setattr(participant, attr, value)
         if r.get("AnnounceUrl"):
-            self._hear(participant.call_sid, "play", r.get("AnnounceUrl") or "")
+            # AnnounceUrl: fetched with AnnounceMethod (default POST), then announcement-end.
+            method = (r.get("AnnounceMethod") or "POST").upper()
+            heard = self._hear_url(conference, participant, r.get("AnnounceUrl") or "", method, "")
+            event = "announcement-end" if heard else "announcement-fail"
+            self.emu.conference_event(conference, event, participant)
         return 200, self.participant_json(participant)
 
     def remove_participant(self, r: Request, sid: str, key: str) -> tuple[int, dict[str, Any]]:
@@ -733,6 +739,47 @@ class RestApi:
         call = self.emu.state.calls.get(call_sid)
         if call is not None:
             call.heard.append(Heard(self.emu.now(), kind, content))
+
+    def _hear_url(
+        self, conference: Conference, participant: Participant, url: str | None, method: str, default: str
+    ) -> bool:
+        """What a participant hears from a HoldUrl/AnnounceUrl: an audio file is played; a TwiML
+        document's Say, Play and Pause run (twilio-python's Participant update docstrings). Returns
+        False when nothing could be fetched (no URL: `default` is heard, e.g. Twilio's hold music)."""
+        from .model import Heard
+        from .twiml import TwimlError, parse
+
+        call = self.emu.state.calls.get(participant.call_sid)
+        if call is None:
+            return False
+        if not url:
+            if default:
+                self._hear(call.sid, "play", default)
+            return bool(default)
+        form = [
+            ("AccountSid", self.emu.account_sid),
+            ("CallSid", participant.call_sid),
+            ("ConferenceSid", conference.sid),
+        ]
+        outcome = self.emu.webhooks.request(url, method, form, call.sid)
+        if not outcome.ok or outcome.response is None:
+            return False
+        ctype = outcome.response.content_type.split(";")[0].strip().lower()
+        if ctype.startswith("audio/"):
+            self._hear(call.sid, "play", url)
+            return True
+        try:
+            verbs = parse(outcome.response.body)
+        except TwimlError as exc:
+            self.emu.record_error(12100, url, call.sid, f"Document parse failure: {exc}")
+            return False
+        now = self.emu.now()
+        for verb in verbs:
+            if verb.name == "Say":
+                call.heard.append(Heard(now, "say", verb.text.strip(), verb.get("language") or None))
+            elif verb.name == "Play":
+                call.heard.append(Heard(now, "play", verb.text.strip()))
+        return True
 
 
 def _xml(payload: dict[str, Any]) -> str:

@@ -61,3 +61,47 @@ class TwilioRest:
         if status_callback:
             kwargs["status_callback"] = status_callback
         return str(self.client.messages.create(**kwargs).sid)
+
+    # --- conferences (services/consult.py) ---------------------------------------------------------
+
+    def child_in_progress(self, parent_sid: str) -> str | None:
+        """The answered child leg of a call's `<Dial>` (the operator's browser or phone), if any."""
+        legs = self.client.calls.list(parent_call_sid=parent_sid, status="in-progress", limit=10)
+        return str(legs[0].sid) if legs else None
+
+    def hold(self, conference_sid: str, label: str, hold: bool, hold_url: str | None = None) -> None:
+        """Hold (with `hold_url` playing, fetched by GET) or resume a participant."""
+        kwargs: dict[str, Any] = {"hold": hold}
+        if hold and hold_url:
+            kwargs.update(hold_url=hold_url, hold_method="GET")
+        self.client.conferences(conference_sid).participants(label).update(**kwargs)
+
+    def announce(self, conference_sid: str, label: str, url: str) -> None:
+        """Play TwiML (`url`, fetched by POST) to one participant only."""
+        participant = self.client.conferences(conference_sid).participants(label)
+        participant.update(announce_url=url, announce_method="POST")
+
+    def end_conference_on_exit(self, conference_sid: str, label: str, value: bool) -> None:
+        self.client.conferences(conference_sid).participants(label).update(end_conference_on_exit=value)
+
+    def add_participant(
+        self, conference_sid: str, to: str, from_: str, label: str, status_callback: str, timeout: int
+    ) -> str:
+        """Dial `to` into the conference; its leg's status callbacks go to `status_callback`."""
+        participant = self.client.conferences(conference_sid).participants.create(
+            from_=from_,
+            to=to,
+            label=label,
+            timeout=timeout,
+            beep="false",
+            early_media=True,
+            start_conference_on_enter=True,
+            end_conference_on_exit=False,
+            status_callback=status_callback,
+            status_callback_method="POST",
+            status_callback_event=["initiated", "ringing", "answered", "completed"],
+        )
+        return str(participant.call_sid)
+
+    def remove_participant(self, conference_sid: str, label: str) -> None:
+        self.client.conferences(conference_sid).participants(label).delete()

@@ -9,6 +9,7 @@ def register_blueprints(app: Flask) -> None:
     from . import (
         admin,
         auth,
+        consult_hooks,
         health,
         main,
         messages,
@@ -19,7 +20,10 @@ def register_blueprints(app: Flask) -> None:
         voice,
     )
 
-    modules = (auth, main, health, voice, offers, operator, operator_calls, admin, messages, prompt_audio)
+    modules = (
+        *(auth, main, health, voice, offers, consult_hooks, operator, operator_calls),
+        *(admin, messages, prompt_audio),
+    )
     for module in modules:
         app.register_blueprint(module.bp)
     if app.config["TWILIO_EMULATOR"]:

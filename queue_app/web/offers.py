@@ -15,6 +15,7 @@ URL contract (group_key: an offer group, one per call and dispatch; operator: a 
     /twilio/transfer/<transfer_id>/wait                camp-on waitUrl
     /twilio/callback/<group_key>                       operator's outbound leg answered: whom to call,
                                                        then <Dial callerId><Number>caller</Number>
+    /twilio/callback/<group_key>/confirm               a phone operator's "press 1" (else: no answer)
     /twilio/callback/<group_key>/status                that leg's status callback
     /twilio/callback/<group_key>/result                the Dial to the caller's action
 """
@@ -30,10 +31,14 @@ from werkzeug.exceptions import HTTPException
 from .. import get_clock
 from ..domain import prompts_text
 from ..extensions import csrf
-from ..services import callbacks, dispatch, offers, transfers
+from ..services import callbacks, consult, dispatch, offers, transfers
+from ..services.consult import CALLER
 from ..services.offers import DialOutcome, OfferPlan
 from ..services.transfers import TransferOutcome, TransferResult
+from ..telephony import twiml
 from ..telephony.signatures import twilio_signed
+from ..telephony.twiml import Utterance
+from .consult_hooks import conference_seat
 
 log = logging.getLogger("koe.webhooks.offers")
 
@@ -46,14 +51,9 @@ WHISPER = {
     "sv": "Samtal från kön {queue}. Tryck 1 för att ta samtalet.",
     "en": "Call from the queue {queue}. Press 1 to take the call.",
 }
-CAMP_ON = {
-    "sv": "Det är upptaget just nu. Vänta kvar, så kopplar vi dig så snart linjen är ledig.",
-    "en": "The line is busy. Please hold, and we will connect you as soon as it is free.",
-}
-CAMP_ON_WAIT = {
-    "sv": "Vänta kvar, linjen är fortfarande upptagen.",
-    "en": "Please hold, the line is still busy.",
-}
+# A camped-on caller hears music between the updates; the first update after this long.
+CAMP_ON_MUSIC_SECONDS = 25
+CAMP_ON_FIRST_UPDATE_SECONDS = 5
 RING_STATUS_EVENTS = "ringing answered completed"
 
 
@@ -204,6 +204,11 @@ def offer_whisper_result(group_key: str) -> Response:
 @bp.post("/twilio/offer/<group_key>/result")
 @twilio_signed
 def offer_result(group_key: str) -> Response:
+    if request.form.get("DialCallStatus") == "completed":
+        # The operator's leg was moved into a consult's conference: the caller follows it there.
+        seat = consult.caller_seat(group_key)
+        if seat is not None:
+            return _xml(conference_seat(seat, CALLER, _base()))
     outcome = offers.finish_dial(
         group_key,
         dial_status=request.form.get("DialCallStatus", ""),
@@ -263,7 +268,7 @@ def _transfer_twiml(result: TransferResult) -> Response:
         return _xml(response)
     if result.outcome is TransferOutcome.CAMP_ON and result.transfer_id is not None:
         response = VoiceResponse()
-        _say(response, CAMP_ON.get(result.language, CAMP_ON["sv"]), result.language)
+        _add(response, transfers.camp_on_words(result.transfer_id).intro)
         response.enqueue(
             f"koe-campon-{result.transfer_id}",
             wait_url=f"{_base()}/twilio/transfer/{result.transfer_id}/wait",
@@ -276,12 +281,22 @@ def _transfer_twiml(result: TransferResult) -> Response:
 @bp.post("/twilio/transfer/<int:transfer_id>/wait")
 @twilio_signed
 def transfer_wait(transfer_id: int) -> Response:
-    """Camp-on waitUrl: a short reminder, then silence until Twilio asks again or the worker retries."""
-    response = VoiceResponse()
-    language = transfers.transfer_language(transfer_id)
-    _say(response, CAMP_ON_WAIT.get(language, CAMP_ON_WAIT["sv"]), language)
-    response.pause(length=20)
-    return _xml(response)
+    """Camp-on waitUrl: hold music; from the second fetch on, first a word that they still wait.
+
+    The caller has just heard why (the intro before `<Enqueue>`), so the first document is music.
+    """
+    words = transfers.camp_on_words(transfer_id)
+    waited = request.form.get("QueueTime", "0")
+    said = (words.update,) if waited.isdigit() and int(waited) >= CAMP_ON_FIRST_UPDATE_SECONDS else ()
+    document = twiml.wait(_base(), said, words.music, CAMP_ON_MUSIC_SECONDS)
+    return Response(document, mimetype="application/xml")
+
+
+def _add(response: VoiceResponse, utterance: Utterance) -> None:
+    if utterance.audio_url:
+        response.play(twiml.absolute(_base(), utterance.audio_url))
+    elif utterance.text:
+        response.say(utterance.text, language=utterance.language, voice=utterance.voice)
 
 
 # --- callbacks (services/callbacks.py) --------------------------------------------------------------
@@ -296,7 +311,28 @@ def callback(group_key: str) -> Response:
         return _hang_up()
     response = VoiceResponse()
     whisper = prompts_text.callback_whisper(plan.language, plan.callback_number, plan.queue_name)
+    if plan.needs_confirm:
+        # A phone: "press 1", as for queue offers; no key (a voicemail) counts as no answer.
+        confirm = f"{_base()}/twilio/callback/{group_key}/confirm"
+        gather = response.gather(num_digits=1, timeout=6, action=confirm, method="POST")
+        _say(gather, f"{whisper} {prompts_text.press_one(plan.language)}", plan.language, plan.voice)
+        response.redirect(confirm, method="POST")
+        return _xml(response)
     _say(response, whisper, plan.language, plan.voice)
+    return _xml(_dial_caller(response, group_key, plan))
+
+
+@bp.post("/twilio/callback/<group_key>/confirm")
+@twilio_signed
+def callback_confirm(group_key: str) -> Response:
+    plan = callbacks.confirm(group_key, request.form.get("Digits", ""), get_clock().now())
+    dispatch.wake()
+    if not plan.active:
+        return _hang_up()
+    return _xml(_dial_caller(VoiceResponse(), group_key, plan))
+
+
+def _dial_caller(response: VoiceResponse, group_key: str, plan: callbacks.CallbackPlan) -> VoiceResponse:
     dial = response.dial(
         caller_id=plan.caller_id,
         action=f"{_base()}/twilio/callback/{group_key}/result",
@@ -304,7 +340,7 @@ def callback(group_key: str) -> Response:
         timeout=callbacks.CALLBACK_DIAL_TIMEOUT,
     )
     dial.number(plan.callback_number)
-    return _xml(response)
+    return response
 
 
 @bp.post("/twilio/callback/<group_key>/status")

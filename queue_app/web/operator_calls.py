@@ -2,14 +2,16 @@
 
     GET  /api/v1/token                   a Voice SDK access token (or the emulator adapter's token)
     GET  /api/v1/calls/<id>              a call the operator answered or transferred, with its transfers
-    POST /api/v1/calls/<id>/transfer     blind transfer to a colleague (directory entry) or a number
+    POST /api/v1/calls/<id>/transfer     blind transfer or consult (`kind`) to a colleague or a number
+    POST /api/v1/calls/<id>/consult/connect   the consulted colleague takes the caller, you leave
+    POST /api/v1/calls/<id>/consult/return    back to the caller; the colleague's leg is hung up
     POST /api/v1/calls/<id>/hangup       end the operator's connected call (the caller leg, by REST)
 
-Only blind transfers are built: `kind: consult` answers 422 `not_supported` (a consult needs a
-Conference hub, twilio.md §7). A busy colleague makes the caller camp on and retry
-(CAMP_ON_SECONDS, CAMP_ON_RETRY_SECONDS); the transfer's `state` and `recall_reason` tell the console
-what happened. Same rules as operator.py: log-in (401 JSON app-wide), CSRF header on POST (400),
-the user's organisation only (other ids are 404).
+A blind transfer hands the caller on at once: a busy colleague makes the caller camp on and retry
+(CAMP_ON_SECONDS, CAMP_ON_RETRY_SECONDS). A consult (services/consult.py) puts the caller on hold in
+a conference while the operator talks to the colleague. The transfer's `state` and `recall_reason`
+tell the console what happened. Same rules as operator.py: log-in (401 JSON app-wide), CSRF header
+on POST (400), the user's organisation only (other ids are 404).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from twilio.base.exceptions import TwilioRestException
@@ -27,7 +30,7 @@ from .. import get_clock
 from ..domain.states import Call as CallState
 from ..extensions import db
 from ..models import Call, DirectoryEntry, Organisation, Queue, Transfer, User
-from ..services import directory, dispatch, transfers
+from ..services import consult, directory, dispatch, transfers
 from ..services.messages import MessageError, normalise_phone
 from ..telephony import tokens
 from ..telephony.rest import TwilioRest
@@ -186,20 +189,33 @@ def _transfer_target(body: dict[str, Any], now: datetime) -> tuple[str, int | No
     return number, entry_id
 
 
+def _may_take_calls() -> None:
+    if not current_user.plan_may_log_in:
+        raise ApiError(403, "not_allowed", _("Your plan does not include taking queue calls."))
+
+
 @bp.post(f"{API}/calls/<{ID}:call_id>/transfer")
 def api_transfer(call_id: int) -> Any:
     body = _body()
+    _may_take_calls()
     kind = body.get("kind", "blind")
     if kind not in KINDS:
         raise ApiError(422, "invalid_kind", _("kind must be blind or consult."))
     now = _now()
     with db.transaction() as session:
         _connected(session, call_id)
-    if kind == "consult":
-        raise ApiError(
-            422, "not_supported", _("Consult-then-transfer is not available yet; use a blind transfer.")
-        )
     number, entry_id = _transfer_target(body, now)
+    if consult.is_going_on(call_id):
+        raise _consult_error(consult.ConsultError("consult_active", ""))
+    if kind == "consult":
+        transfer_id = _start_consult(call_id, number, entry_id, now)
+    else:
+        transfer_id = _start_blind(call_id, number, entry_id, now)
+    dispatch.wake(current_user.organisation_id)
+    return _transfer_answer(call_id, transfer_id)
+
+
+def _start_blind(call_id: int, number: str, entry_id: int | None, now: datetime) -> int:
     try:
         transfer_id = transfers.start_blind_transfer(call_id, current_user.id, number, now)
     except transfers.TransferError as exc:
@@ -208,14 +224,53 @@ def api_transfer(call_id: int) -> Any:
             409, "not_connected", _("You can only do this with a call you are connected to.")
         ) from exc
     with db.transaction() as session:
-        transfer = session.get_one(Transfer, transfer_id)
-        transfer.directory_entry_id = entry_id
-    dispatch.wake(current_user.organisation_id)
+        session.get_one(Transfer, transfer_id).directory_entry_id = entry_id
+    return transfer_id
+
+
+CONSULT_ERRORS = {
+    "not_connected": _l("You can only do this with a call you are connected to."),
+    "not_possible": _l("A call back cannot be consulted about; transfer it instead."),
+    "consult_active": _l("You are already consulting a colleague about this call."),
+    "no_consult": _l("There is no consult going on for this call."),
+    "not_answered": _l("The colleague has not answered yet. Wait, or go back to the caller."),
+    "invalid_number": _l("Enter the number in international form, e.g. +46 8 123 456 78."),
+}
+
+
+def _consult_error(exc: consult.ConsultError) -> ApiError:
+    status = 422 if exc.code == "invalid_number" else 409
+    return ApiError(status, exc.code, str(CONSULT_ERRORS.get(exc.code, exc.message)))
+
+
+def _start_consult(call_id: int, number: str, entry_id: int | None, now: datetime) -> int:
+    try:
+        return consult.start_consult(call_id, current_user.id, number, now, entry_id)
+    except consult.ConsultError as exc:
+        raise _consult_error(exc) from exc
+
+
+def _transfer_answer(call_id: int, transfer_id: int) -> Any:
     with db.transaction() as session:
-        call = session.get_one(Call, call_id)
-        payload = _call_json(session, call)
+        payload = _call_json(session, session.get_one(Call, call_id))
     transfer_json = next(t for t in payload["transfers"] if t["id"] == transfer_id)
     return jsonify(transfer=transfer_json, call=payload), 202
+
+
+@bp.post(f"{API}/calls/<{ID}:call_id>/consult/<any(connect, return):action>")
+def api_consult(call_id: int, action: str) -> Any:
+    """Connect the caller to the consulted colleague, or go back to the caller."""
+    _body()
+    _may_take_calls()
+    with db.transaction() as session:
+        _mine(session, call_id)
+    act = consult.connect if action == "connect" else consult.return_to_caller
+    try:
+        transfer_id = act(call_id, current_user.id, _now())
+    except consult.ConsultError as exc:
+        raise _consult_error(exc) from exc
+    dispatch.wake(current_user.organisation_id)
+    return _transfer_answer(call_id, transfer_id)
 
 
 @bp.post(f"{API}/calls/<{ID}:call_id>/hangup")

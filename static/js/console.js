@@ -1,7 +1,8 @@
 // The operator console: live figures by polling (ETag), the operator's state, log-in per queue,
 // pause and wrap-up, the directory as you type with keyboard navigation, missed callers, history.
 // The browser phone (phone.js): answer, decline, mute, hang up; blind transfer to a colleague from the
-// directory with the camp-on and recall shown (GET /api/v1/calls/<id>). Vanilla JS.
+// directory with the camp-on and recall shown (GET /api/v1/calls/<id>), or a consult first (the caller
+// on hold; Connect with C, Back to the caller with R). Vanilla JS.
 import { createDevice } from "./phone.js";
 
 const root = document.getElementById("console");
@@ -10,6 +11,12 @@ const HEARTBEAT_MS = Number(root.dataset.heartbeat || 15) * 1000;
 const POLL_MS = 1500;
 const T = JSON.parse(document.getElementById("console-strings").textContent);
 const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
+const PLURAL = new Intl.PluralRules(document.documentElement.lang || "sv");
+
+// A count in words, in the page's language: forms = {one, other} from ngettext.
+function plural(forms, count) {
+  return (forms[PLURAL.select(count)] || forms.other).replaceAll("{count}", count);
+}
 
 let etag = "";
 let live = null;
@@ -255,7 +262,8 @@ document.getElementById("audio-input").addEventListener("change", (event) => {
 document.getElementById("transfer-number-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const number = document.getElementById("transfer-number").value.trim();
-  if (number) transfer({ to_number: number }, number);
+  const kind = event.submitter && event.submitter.value === "consult" ? "consult" : "blind";
+  if (number) transfer({ to_number: number }, number, kind);
 });
 
 // --- the phone -------------------------------------------------------------------------------------
@@ -332,9 +340,9 @@ function localTime(iso) {
   return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "";
 }
 
-async function transfer(target, name) {
+async function transfer(target, name, kind = "blind") {
   if (!currentCall) return;
-  const data = await act("POST", `/calls/${currentCall.call_id}/transfer`, { ...target, kind: "blind" });
+  const data = await act("POST", `/calls/${currentCall.call_id}/transfer`, { ...target, kind });
   if (!data) return;
   tracked = { call_id: data.call.call_id, transfer: data.transfer, name };
   sessionStorage.setItem(TRACK_KEY, JSON.stringify(tracked));
@@ -358,19 +366,24 @@ async function followTransfer() {
   if (tracked && ACTIVE.has(tracked.transfer.state)) transferTimer = setTimeout(followTransfer, 1500);
 }
 
+function transferText(t) {
+  if (t.kind !== "consult") return T.transfer_states[t.state] || t.state;
+  if (t.state === "canceled") return T.consult_states[t.recall_reason] || T.consult_states.returned;
+  return T.consult_states[t.state] || t.state;
+}
+
 function renderTransfer() {
   const panel = document.getElementById("transfer-panel");
   panel.hidden = !tracked;
+  renderConsultActions();
   if (!tracked) return;
   const t = tracked.transfer;
   panel.className = `card transfer-panel transfer-${t.state}`;
-  const text = (T.transfer_states[t.state] || t.state)
-    .replace("{name}", transferName(t))
-    .replace("{reason}", recallReason(t));
+  const text = transferText(t).replace("{name}", transferName(t)).replace("{reason}", recallReason(t));
   document.getElementById("transfer-state").textContent = text;
   let detail = "";
   if (t.state === "camped_on" && t.camp_on_until) {
-    detail = T.attempts.replace("{count}", t.attempts).replace("{time}", localTime(t.camp_on_until));
+    detail = plural(T.attempts, t.attempts).replace("{time}", localTime(t.camp_on_until));
     if (t.next_attempt_at) detail += ` · ${T.next_try.replace("{time}", localTime(t.next_attempt_at))}`;
   } else if (t.state === "recalled") {
     detail = `${transferName(t)} · ${t.to_number}`;
@@ -378,6 +391,38 @@ function renderTransfer() {
   document.getElementById("transfer-detail").textContent = detail;
   document.getElementById("transfer-dismiss").hidden = ACTIVE.has(t.state);
 }
+
+// --- consult: Connect / Back to the caller ---------------------------------------------------------
+
+function consulting() {
+  const t = tracked && tracked.transfer;
+  return t && t.kind === "consult" && ACTIVE.has(t.state) ? t : null;
+}
+
+function renderConsultActions() {
+  const t = consulting();
+  const was = !document.getElementById("consult-actions").hidden;
+  document.getElementById("consult-actions").hidden = !t;
+  // No second transfer while consulting: the directory's and the number form's buttons go away.
+  document.getElementById("transfer-number-form").hidden = Boolean(t);
+  if (was !== Boolean(t) && hits.length) renderResults();
+  // The colleague must have answered before the caller can be put through.
+  document.getElementById("consult-connect").disabled = !t || t.state !== "consulting";
+}
+
+async function finishConsult(action) {
+  const t = consulting();
+  if (!t || (action === "connect" && t.state !== "consulting")) return;
+  const data = await act("POST", `/calls/${tracked.call_id}/consult/${action}`);
+  if (!data) return;
+  tracked.transfer = data.transfer;
+  sessionStorage.setItem(TRACK_KEY, JSON.stringify(tracked));
+  renderTransfer();
+  loadHistory();
+}
+
+document.getElementById("consult-connect").addEventListener("click", () => finishConsult("connect"));
+document.getElementById("consult-return").addEventListener("click", () => finishConsult("return"));
 
 document.getElementById("transfer-dismiss").addEventListener("click", () => {
   tracked = null;
@@ -489,7 +534,7 @@ async function loadMissed() {
       return row(
         span(m.number, "number"),
         span(`${T.reasons[m.reason] || m.reason} · ${m.queue_name || ""} · ${when}`, "muted"),
-        m.earlier_open ? span(T.earlier.replace("{count}", m.earlier_open), "pill no") : null,
+        m.earlier_open ? span(plural(T.earlier, m.earlier_open), "pill no") : null,
         call,
         done,
       );
@@ -564,7 +609,12 @@ function renderResults() {
         span([hit.title, hit.department].filter(Boolean).join(", "), "muted"),
         span(availabilityText(hit.availability), "availability"),
       );
-      if (currentCall && (hit.phone_number || hit.mobile_number)) li.append(transferButton(hit, "hit-transfer"));
+      if (currentCall && !consulting() && (hit.phone_number || hit.mobile_number)) {
+        const actions = document.createElement("span");
+        actions.className = "hit-actions";
+        actions.append(consultButton(hit, "hit-consult"), transferButton(hit, "hit-transfer"));
+        li.append(actions);
+      }
       li.addEventListener("click", () => select(i));
       return li;
     }),
@@ -598,7 +648,9 @@ function select(i) {
     detail.append(a);
   }
   detail.append(span(availabilityText(hit.availability), `availability avail-${hit.availability.state}`));
-  if (currentCall && (hit.phone_number || hit.mobile_number)) detail.append(transferButton(hit, "big accept"));
+  if (currentCall && !consulting() && (hit.phone_number || hit.mobile_number)) {
+    detail.append(transferButton(hit, "big accept"), consultButton(hit, "big"));
+  }
   if (hit.may_edit) detail.append(availabilityForm(hit));
 }
 
@@ -611,6 +663,19 @@ function transferButton(hit, className) {
   button.addEventListener("click", (event) => {
     event.stopPropagation();
     transfer({ directory_entry_id: hit.id }, hit.name);
+  });
+  return button;
+}
+
+function consultButton(hit, className) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = className;
+  button.textContent = className === "hit-consult" ? T.consult : T.consult_with.replace("{name}", hit.name);
+  button.setAttribute("aria-label", T.consult_with.replace("{name}", hit.name));
+  button.addEventListener("click", (event) => {
+    event.stopPropagation();
+    transfer({ directory_entry_id: hit.id }, hit.name, "consult");
   });
   return button;
 }
@@ -690,6 +755,12 @@ document.addEventListener("keydown", (event) => {
   } else if (key === "h" && currentCall) {
     event.preventDefault();
     hangUp();
+  } else if (key === "c" && consulting()) {
+    event.preventDefault();
+    finishConsult("connect");
+  } else if (key === "r" && consulting()) {
+    event.preventDefault();
+    finishConsult("return");
   }
 });
 

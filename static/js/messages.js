@@ -78,7 +78,9 @@ function countSegments() {
     : chars.reduce((n, c) => n + (c.codePointAt(0) > 0xffff ? 2 : 1), 0);
   const [single, part] = gsm ? [160, 153] : [70, 67];
   const count = units <= single ? 1 : Math.ceil(units / part);
-  out.textContent = T.segments.replace("{count}", count).replace("{chars}", chars.length);
+  const forms = T.segments_plural;
+  const form = forms[new Intl.PluralRules(document.documentElement.lang || "sv").select(chars.length)];
+  out.textContent = (form || forms.other).replace("{count}", count).replace("{chars}", chars.length);
 }
 
 // --- choices ---------------------------------------------------------------------------------------

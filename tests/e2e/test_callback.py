@@ -37,9 +37,14 @@ def operator_legs(emulator: Emulator, identity: str) -> list[CallHandle]:
 
 
 def ask_for_callback(
-    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+    app: Flask,
+    clock: ManualClock,
+    emulator: Emulator,
+    incoming_number: Callable[[str], str],
+    on_her_phone: bool = False,
 ) -> tuple[int, CallHandle]:
-    """Anna is paused; the caller waits, presses 1 when offered a callback, and hangs up."""
+    """Anna is paused; the caller waits, presses 1 when offered a callback, and hangs up. Then Anna
+    resumes (with her phone as her device when `on_her_phone`)."""
     with app.app_context():
         board = make_switchboard(("op_anna",), callback_enabled=True, caller_options_after_seconds=10)
         anna = board.operators["op_anna"]
@@ -55,6 +60,8 @@ def ask_for_callback(
         row = call_row(call.sid)
         assert (row.state, row.callback_number) == ("callback_pending", CALLER)
         assert missed_calls() == [("callback", "open")]
+        if on_her_phone:
+            anna_on_her_phone(app)
         operators.resume(anna, clock.now())
     emulator.tick_now()
     return anna, call
@@ -118,4 +125,65 @@ def test_it_retries_a_callback_nobody_answers_then_gives_up(
         assert (row.state, row.outcome_reason) == ("abandoned", "callback_unreachable")
         assert row.answered_by_id is None
         assert missed_calls() == [("callback", "open")], "a human still owes the caller a call"
+    assert emulator.errors == []
+
+
+ANNA_PHONE = "+46709990000"
+
+
+def anna_on_her_phone(app: Flask) -> None:
+    """Anna's device is her phone, not the browser."""
+    from queue_app.models import User
+
+    with app.app_context(), db.transaction() as session:
+        user = session.scalars(select(User).where(User.client_identity == "op_anna")).one()
+        user.client_identity, user.phone_number = None, ANNA_PHONE
+
+
+def phone_legs(emulator: Emulator) -> list[CallHandle]:
+    return [emulator.call(c.sid) for c in emulator.calls if c.to == ANNA_PHONE]
+
+
+def test_a_callback_to_an_operators_phone_waits_for_press_one(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(
+        CALLER, PhoneNumber(mode="answer", answer_after=4, script=CallerScript(talk_for=20))
+    )
+    emulator.register_number(
+        ANNA_PHONE,
+        PhoneNumber(
+            mode="answer", answer_after=3, script=CallerScript(presses=[{"after": 0, "digits": "1"}])
+        ),
+    )
+    anna, call = ask_for_callback(app, clock, emulator, incoming_number, on_her_phone=True)
+
+    [leg] = phone_legs(emulator)
+    assert leg.wait_until(lambda: leg.bridged_with is not None, timeout=60)
+    assert leg.heard_text_contains("Tryck 1 för att ta samtalet.")
+    assert leg.bridged_with is not None and leg.bridged_with.call.to == CALLER
+    with app.app_context():
+        assert call_row(call.sid).answered_by_id == anna
+    assert emulator.errors == []
+
+
+def test_a_voicemail_answering_a_callback_to_an_operators_phone_does_not_count(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(CALLER, PhoneNumber(mode="answer", answer_after=4))
+    emulator.register_number(ANNA_PHONE, PhoneNumber(mode="voicemail", answer_after=3))
+    anna, call = ask_for_callback(app, clock, emulator, incoming_number, on_her_phone=True)
+
+    emulator.advance(40)
+
+    first = phone_legs(emulator)[0]
+    assert first.status == "completed"
+    assert first.heard_text_contains("Tryck 1 för att ta samtalet.")
+    assert not [c for c in emulator.calls if c.to == CALLER], "the caller was never dialled"
+    with app.app_context():
+        row = call_row(call.sid)
+        assert row.answered_by_id is None and row.state != "connected"
+        with db.transaction() as session:
+            status = session.get(OperatorStatus, anna)
+            assert status is not None and status.missed_no_answer >= 1
     assert emulator.errors == []

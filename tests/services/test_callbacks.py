@@ -269,3 +269,65 @@ def test_it_places_the_outbound_call_with_the_right_parameters(ctx: None, clock:
             "timeout": 20,
         }
     ]
+
+
+def _mark_handled(call_id: int, qid: int, user_id: int, now: datetime) -> None:
+    from queue_app.services import console
+
+    with db.transaction() as session:
+        missed_id = session.scalar(select(MissedCall.id).where(MissedCall.call_id == call_id))
+        org_id = session.scalar(select(Queue.organisation_id).where(Queue.id == qid))
+    assert missed_id is not None and org_id is not None
+    console.mark_handled(org_id, [qid], include_unqueued=False, missed_id=missed_id, user_id=user_id, now=now)
+
+
+def test_marking_a_missed_caller_handled_cancels_their_pending_callback(
+    ctx: None, clock: ManualClock
+) -> None:
+    now = clock.now()
+    qid, (anna,) = _board(now)
+    call_id = _call(qid, now)
+
+    _mark_handled(call_id, qid, anna, now)
+
+    row = _call_row(call_id)
+    assert (row.state, row.outcome_reason) == ("completed", "callback_canceled")
+    assert _missed() == [("callback", "handled")]
+    assert dispatch.dispatch_once(now) == []  # nobody is called back
+
+
+def test_marking_handled_while_the_callback_rings_takes_the_offer_back(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna,) = _board(now)
+    call_id = _call(qid, now)
+    pending = _offered(now)
+    assert pending.group_key is not None
+
+    _mark_handled(call_id, qid, anna, now)
+    late_answer = callbacks.answer(pending.group_key, now)
+
+    assert _call_row(call_id).state == "completed"
+    assert late_answer.active is False  # the operator's leg, answered now, dials nobody
+    status = _operator(anna)
+    assert (status.state, status.missed_no_answer) == ("available", 0)
+
+
+def test_marking_an_abandoned_caller_handled_changes_no_call(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna,) = _board(now)
+    call_id = _call(qid, now, callback=False, state="abandoned")
+    with db.transaction() as session:
+        session.add(
+            MissedCall(
+                organisation_id=_call_row(call_id).organisation_id,
+                call_id=call_id,
+                queue_id=qid,
+                reason="abandoned",
+                created_at=now,
+            )
+        )
+
+    _mark_handled(call_id, qid, anna, now)
+
+    assert _call_row(call_id).state == "abandoned"
+    assert _missed() == [("abandoned", "handled")]

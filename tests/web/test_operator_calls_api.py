@@ -174,7 +174,8 @@ def test_it_transfers_to_a_number_typed_in_national_form(
         ({"to_number": 4670}, "invalid_number"),
         ({"directory_entry_id": "7"}, "invalid_entry"),
         ({"to_number": "+46846500413", "kind": "warm"}, "invalid_kind"),
-        ({"to_number": "+46846500413", "kind": "consult"}, "not_supported"),
+        ({"to_number": "12", "kind": "consult"}, "invalid_number"),
+        ({"kind": "consult"}, "missing_target"),
     ],
 )
 def test_it_refuses_bad_transfer_input_with_422(
@@ -338,3 +339,131 @@ def test_hangup_of_a_call_that_is_not_connected_is_409(
     )
 
     assert bob.post(f"/calls/{waiting}/hangup").status_code == 409
+
+
+# --- consult ----------------------------------------------------------------------------------------
+
+
+def consult_path(call_id: int, action: str) -> str:
+    return f"/calls/{call_id}/consult/{action}"
+
+
+def test_a_consult_keeps_the_operator_on_the_call_while_the_colleague_is_dialled(
+    app: Flask, clock: ManualClock, bob: Api, personas: Personas
+) -> None:
+    call_id = connected_call(app, clock, personas.bob)
+    entry = add_entry(app, personas.bob.organisation_id, "Åke Öberg", phone_number="+46846500413")
+
+    response = bob.post(f"/calls/{call_id}/transfer", {"directory_entry_id": entry, "kind": "consult"})
+
+    assert response.status_code == 202, response.get_json()
+    data = response.get_json()
+    assert data["transfer"]["kind"] == "consult" and data["transfer"]["state"] == "dialing"
+    assert data["transfer"]["to_name"] == "Åke Öberg" and data["transfer"]["active"]
+    assert data["call"]["state"] == "connected"
+    assert bob.get("/live").get_json()["operator"]["state"] == "on_call"
+    # A second consult (or a blind transfer) while it goes on is refused.
+    again = bob.post(f"/calls/{call_id}/transfer", {"to_number": "+46846500413", "kind": "consult"})
+    assert again.status_code == 409 and again.get_json()["error"] == "consult_active"
+    blind = bob.post(f"/calls/{call_id}/transfer", {"to_number": "+46846500413", "kind": "blind"})
+    assert blind.status_code == 409 and blind.get_json()["error"] == "consult_active"
+    assert len(transfers_of(call_id)) == 1
+
+
+def test_connect_before_the_colleague_answers_is_409_and_return_ends_the_consult(
+    app: Flask, clock: ManualClock, bob: Api, personas: Personas
+) -> None:
+    call_id = connected_call(app, clock, personas.bob)
+    bob.post(f"/calls/{call_id}/transfer", {"to_number": "+46846500413", "kind": "consult"})
+
+    early = bob.post(consult_path(call_id, "connect"))
+    back = bob.post(consult_path(call_id, "return"))
+    twice = bob.post(consult_path(call_id, "return"))
+
+    assert early.status_code == 409 and early.get_json()["error"] == "not_answered"
+    assert back.status_code == 202
+    assert back.get_json()["transfer"]["state"] == "canceled"
+    assert back.get_json()["transfer"]["recall_reason"] == "returned"
+    assert twice.status_code == 409 and twice.get_json()["error"] == "no_consult"
+
+
+def test_connect_after_the_colleague_answered_hands_the_call_over(
+    app: Flask, clock: ManualClock, bob: Api, personas: Personas
+) -> None:
+    from queue_app.services import consult
+
+    call_id = connected_call(app, clock, personas.bob)
+    transfer_id = bob.post(f"/calls/{call_id}/transfer", {"to_number": "+46846500413", "kind": "consult"})
+    tid = transfer_id.get_json()["transfer"]["id"]
+    with app.app_context():
+        consult.record_colleague_status(tid, "in-progress", "CA" + "5" * 32, clock.now())
+
+    response = bob.post(consult_path(call_id, "connect"))
+
+    assert response.status_code == 202
+    data = response.get_json()
+    assert data["transfer"]["state"] == "connected" and data["call"]["state"] == "completed"
+    assert bob.get("/live").get_json()["operator"]["state"] == "wrap_up"
+
+
+def test_consult_actions_on_a_call_that_is_not_yours_or_is_foreign_are_404(
+    app: Flask, clock: ManualClock, bob: Api, alice: Api, charlie: Api, personas: Personas
+) -> None:
+    call_id = connected_call(app, clock, personas.bob)
+    body = {"to_number": "+46846500413", "kind": "consult"}
+
+    for api in (alice, charlie):
+        assert api.post(f"/calls/{call_id}/transfer", body).status_code == 404
+        for action in ("connect", "return"):
+            assert api.post(consult_path(call_id, action)).status_code == 404
+    assert bob.post(consult_path(2147483647, "connect")).status_code == 404
+    assert transfers_of(call_id) == []
+
+
+def test_a_consult_on_an_ended_call_or_an_unknown_colleague_is_refused(
+    app: Flask, clock: ManualClock, bob: Api, personas: Personas
+) -> None:
+    call_id = connected_call(app, clock, personas.bob)
+    ended = add_call(
+        app,
+        personas.bob.organisation_id,
+        personas.bob.queue_id,
+        "+46708888888",
+        clock.now(),
+        state="completed",
+        answered_by_id=personas.bob.user_id,
+    )
+
+    gone = bob.post(f"/calls/{ended}/transfer", {"to_number": "+46846500413", "kind": "consult"})
+    unknown = bob.post(f"/calls/{call_id}/transfer", {"directory_entry_id": 999999, "kind": "consult"})
+    no_consult = bob.post(consult_path(ended, "return"))
+
+    assert gone.status_code == 409 and gone.get_json()["error"] == "not_connected"
+    assert unknown.status_code == 404
+    assert no_consult.status_code == 409 and no_consult.get_json()["error"] == "not_connected"
+    assert transfers_of(call_id) == []
+
+
+def test_a_plan_without_calls_is_refused_a_consult(
+    app: Flask, clock: ManualClock, bob: Api, personas: Personas
+) -> None:
+    call_id = connected_call(app, clock, personas.bob)
+    with app.app_context(), db.transaction() as session:
+        session.get_one(User, personas.bob.user_id).plan = "basic"
+
+    response = bob.post(f"/calls/{call_id}/transfer", {"to_number": "+46846500413", "kind": "consult"})
+
+    assert response.status_code == 403
+    assert response.get_json()["error"] == "not_allowed"
+    assert transfers_of(call_id) == []
+
+
+def test_consult_actions_need_the_csrf_header(
+    app: Flask, clock: ManualClock, bob: Api, personas: Personas
+) -> None:
+    call_id = connected_call(app, clock, personas.bob)
+
+    for action in ("connect", "return"):
+        response = bob.client.post(API + consult_path(call_id, action), json={})
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "csrf_failed"

@@ -1,0 +1,361 @@
+"""Consult-then-transfer through the emulator's conference, in virtual time (services/consult.py).
+
+Anna answers a caller in her browser, starts a consult with a colleague's mobile and then connects
+the caller, goes back to them, or finds the colleague busy, not answering or hanging up; or the
+caller hangs up while she consults. The caller hears hold music meanwhile; Anna hears why she is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from sqlalchemy import select
+
+from queue_app.clock import ManualClock
+from queue_app.extensions import db
+from queue_app.models import Call, OperatorStatus, Transfer
+from queue_app.services import consult, operators
+from queue_app.sim import CallerScript, ClientDevice, Emulator, PhoneNumber
+from queue_app.sim.emulator import CallHandle
+
+from .scenario import make_switchboard
+
+CALLER = "+46701234567"
+COLLEAGUE = "+46701112233"
+
+
+def call_row(call_sid: str) -> Call:
+    with db.transaction() as session:
+        call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+        assert call is not None
+        session.expunge(call)
+        return call
+
+
+def the_transfer() -> Transfer:
+    with db.transaction() as session:
+        transfer = session.scalars(select(Transfer).order_by(Transfer.id.desc())).first()
+        assert transfer is not None
+        session.expunge(transfer)
+        return transfer
+
+
+def operator_state(user_id: int) -> str:
+    with db.transaction() as session:
+        status = session.get(OperatorStatus, user_id)
+        return status.state if status else "offline"
+
+
+class Consult:
+    """Anna on a call with a caller, able to consult, connect and return as the console would."""
+
+    def __init__(
+        self, app: Flask, clock: ManualClock, emulator: Emulator, number: Callable[[str], str], **opts: object
+    ) -> None:
+        self.app, self.clock, self.emulator = app, clock, emulator
+        with app.app_context():
+            self.board = make_switchboard(("op_anna",))
+            self.anna = self.board.operators["op_anna"]
+            operators.log_in(self.anna, [self.board.queue_id], clock.now())
+        emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=2))
+        script = CallerScript(patience=None, talk_for=opts.get("caller_talk_for"))  # type: ignore[arg-type]
+        self.call = emulator.place_call(CALLER, number(self.board.number), script)
+        assert self.call.wait_until(lambda: self.call.bridged_with is not None, timeout=120)
+        self.operator_leg = self.call.bridged_with
+        with app.app_context():
+            # With reordered callbacks the answer may be recorded a moment after the bridge.
+            assert self.call.wait_until(lambda: call_row(self.call.sid).state == "connected", timeout=30)
+            self.call_id = call_row(self.call.sid).id
+
+    def start(self) -> None:
+        with self.app.app_context():
+            consult.start_consult(self.call_id, self.anna, COLLEAGUE, self.clock.now())
+        self.emulator.tick_now()
+
+    def connect(self) -> None:
+        with self.app.app_context():
+            consult.connect(self.call_id, self.anna, self.clock.now())
+        self.emulator.tick_now()
+
+    def back(self) -> None:
+        with self.app.app_context():
+            consult.return_to_caller(self.call_id, self.anna, self.clock.now())
+        self.emulator.tick_now()
+
+    def colleague_leg(self) -> CallHandle | None:
+        legs = [c for c in self.emulator.calls if c.to == COLLEAGUE]
+        return CallHandle(self.emulator, legs[-1]) if legs else None
+
+    def conference_labels(self) -> set[str]:
+        conferences = [c for c in self.emulator.state.conferences.values() if c.status != "completed"]
+        return {p.label or "" for c in conferences for p in c.participants.values()}
+
+    def transfer(self) -> Transfer:
+        with self.app.app_context():
+            return the_transfer()
+
+    def held(self) -> bool:
+        return any(p.hold for c in self.emulator.state.conferences.values() for p in c.participants.values())
+
+
+def test_a_consult_then_connect_puts_the_caller_through_to_the_colleague(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+    # The caller waits on hold with the queue's music; Anna and the colleague talk.
+    assert anna.held()
+    assert anna.call.heard_play_of("/twilio/audio/hold.wav")
+    assert anna.conference_labels() == {"caller", "operator", "colleague-1"}
+    anna.connect()
+    emulator.advance(5)
+
+    assert anna.conference_labels() == {"caller", "colleague-1"}
+    assert not anna.held()
+    assert anna.operator_leg is not None and anna.operator_leg.status == "completed"
+    with app.app_context():
+        row = call_row(anna.call.sid)
+        assert (row.state, row.outcome_reason) == ("completed", "transferred")
+        assert operator_state(anna.anna) in ("wrap_up", "available")
+    assert anna.transfer().state == "connected"
+    # The colleague hangs up: the caller's call ends with the conference.
+    colleague = anna.colleague_leg()
+    assert colleague is not None
+    colleague.hang_up()
+    emulator.advance(3)
+    assert anna.call.status == "completed"
+    assert emulator.errors == []
+
+
+def test_a_consult_then_return_puts_anna_back_with_the_caller(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+    anna.back()
+    emulator.advance(5)
+
+    assert anna.conference_labels() == {"caller", "operator"}
+    assert not anna.held()
+    colleague = anna.colleague_leg()
+    assert colleague is not None and colleague.status == "completed"
+    transfer = anna.transfer()
+    assert (transfer.state, transfer.recall_reason) == ("canceled", "returned")
+    with app.app_context():
+        assert call_row(anna.call.sid).state == "connected"
+        assert operator_state(anna.anna) == "on_call"
+    # Back to a plain call: when Anna hangs up, the caller's call ends.
+    assert anna.operator_leg is not None
+    anna.operator_leg.hang_up()
+    emulator.advance(3)
+    assert anna.call.status == "completed"
+    with app.app_context():
+        assert call_row(anna.call.sid).state == "completed"
+        assert operator_state(anna.anna) in ("wrap_up", "available")
+    assert emulator.errors == []
+
+
+def test_a_second_consult_after_a_return_dials_from_the_same_conference(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="busy"))
+    anna = Consult(app, clock, emulator, incoming_number)
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "recalled", timeout=60)
+    emulator.advance(2)
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=2))
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+
+    assert anna.conference_labels() == {"caller", "operator", "colleague-2"}
+    assert anna.held()
+    assert emulator.errors == []
+
+
+def test_a_busy_colleague_sends_anna_back_to_the_caller_and_she_hears_why(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="busy"))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "recalled", timeout=60)
+    emulator.advance(3)
+
+    assert anna.transfer().recall_reason == "busy"
+    assert not anna.held()
+    assert anna.conference_labels() == {"caller", "operator"}
+    assert anna.operator_leg is not None
+    assert anna.operator_leg.heard_text_contains("Kollegan är upptagen. Du är tillbaka hos den som ringer.")
+    with app.app_context():
+        assert call_row(anna.call.sid).state == "connected"
+    assert emulator.errors == []
+
+
+def test_a_colleague_who_does_not_answer_sends_anna_back_to_the_caller(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="no-answer"))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    emulator.advance(10)
+    assert anna.transfer().state == "dialing"  # still ringing; the caller is on hold
+    assert anna.held()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "recalled", timeout=60)
+    emulator.advance(3)
+
+    assert anna.transfer().recall_reason == "no_answer"
+    assert not anna.held()
+    assert anna.operator_leg is not None
+    assert anna.operator_leg.heard_text_contains("svarar inte")
+    assert emulator.errors == []
+
+
+def test_a_caller_who_hangs_up_during_the_consult_ends_it(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+    anna.call.hang_up()
+    emulator.advance(5)
+
+    transfer = anna.transfer()
+    assert (transfer.state, transfer.recall_reason) == ("canceled", "caller_hung_up")
+    colleague = anna.colleague_leg()
+    assert colleague is not None and colleague.status == "completed"
+    assert anna.operator_leg is not None and anna.operator_leg.status == "completed"
+    with app.app_context():
+        assert call_row(anna.call.sid).state == "completed"
+        assert operator_state(anna.anna) in ("wrap_up", "available")
+    assert emulator.errors == []
+
+
+def test_a_caller_who_hangs_up_while_the_colleague_rings_stops_the_ringing(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=15))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.colleague_leg() is not None, timeout=60)
+    anna.call.hang_up()
+    emulator.advance(30)
+
+    colleague = anna.colleague_leg()
+    assert colleague is not None and colleague.status in ("canceled", "completed")
+    assert anna.transfer().recall_reason == "caller_hung_up"
+    assert anna.conference_labels() == set()
+    assert emulator.errors == []
+
+
+def test_a_colleague_who_hangs_up_during_the_consult_sends_anna_back(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(
+        COLLEAGUE, PhoneNumber(mode="answer", answer_after=4, script=CallerScript(talk_for=10))
+    )
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+    assert anna.call.wait_until(lambda: anna.transfer().state == "recalled", timeout=30)
+    emulator.advance(3)
+
+    assert anna.transfer().recall_reason == "colleague_hung_up"
+    assert not anna.held()
+    assert anna.conference_labels() == {"caller", "operator"}
+    assert anna.operator_leg is not None and anna.operator_leg.heard_text_contains("lade på")
+    assert emulator.errors == []
+
+
+def test_anna_hanging_up_during_the_consult_hands_the_caller_over(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+    assert anna.operator_leg is not None
+    anna.operator_leg.hang_up()
+    emulator.advance(5)
+
+    assert anna.transfer().state == "connected"
+    assert anna.conference_labels() == {"caller", "colleague-1"}
+    assert not anna.held()
+    with app.app_context():
+        assert call_row(anna.call.sid).outcome_reason == "transferred"
+    assert emulator.errors == []
+
+
+def test_anna_hanging_up_while_the_colleague_rings_puts_the_caller_first_in_the_queue(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=15))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.colleague_leg() is not None, timeout=60)
+    assert anna.operator_leg is not None
+    anna.operator_leg.hang_up()
+    emulator.advance(3)
+
+    transfer = anna.transfer()
+    assert (transfer.state, transfer.recall_reason) == ("recalled", "operator_left")
+    colleague = anna.colleague_leg()
+    assert colleague is not None and colleague.status in ("canceled", "completed")
+    with app.app_context():
+        row = call_row(anna.call.sid)
+        assert row.state in ("waiting", "offered") and row.priority > 0
+    assert anna.call.status == "in-progress"
+    # After her wrap-up the caller comes back to Anna, the only operator.
+    assert anna.call.wait_until(
+        lambda: anna.call.bridged_with is not None and "op_anna" in anna.call.bridged_with.call.to, timeout=60
+    )
+    assert emulator.errors == []
+
+
+def test_duplicated_and_late_callbacks_change_nothing_twice(
+    app: Flask, clock: ManualClock, incoming_number: Callable[[str], str]
+) -> None:
+    from .conftest import bind_emulator
+
+    # Every status and conference callback comes twice, late by up to two seconds.
+    emulator = bind_emulator(app, clock, seed=3, duplicate_callbacks=True, callback_jitter=2.0)
+    try:
+        emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+        base = app.config["PUBLIC_BASE_URL"]
+        emulator.add_number(
+            "+46855501000",
+            f"{base}/twilio/voice",
+            status_callback=f"{base}/twilio/status",
+            status_callback_events=("initiated", "ringing", "answered", "completed"),
+        )
+        anna = Consult(app, clock, emulator, lambda n: n)
+        anna.start()
+        assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+        anna.connect()
+        emulator.advance(10)
+
+        dialled = [c for c in emulator.calls if c.to == COLLEAGUE]
+        assert len(dialled) == 1  # a duplicated join never dials the colleague twice
+        assert anna.conference_labels() == {"caller", "colleague-1"}
+        with app.app_context(), db.transaction() as session:
+            kinds = [k for (k,) in session.execute(select(Transfer.state))]
+            assert kinds == ["connected"]
+        assert emulator.errors == []
+    finally:
+        app.extensions.pop("twilio_http_client", None)
+        app.extensions.pop("koe_emulator", None)
