@@ -138,7 +138,7 @@ class Caller:
 @dataclass
 class Operator:
     index: int
-    state: str = "available"  # available, ringing, talking
+    state: str = "available"  # available, ringing, talking, wrap_up
     caller: Caller | None = None
 
 
