@@ -20,6 +20,10 @@ from .estimates import without_unexplained_growth
 MUSIC_AFTER_SPEECH_SECONDS = 20
 SHORTEST_MUSIC_SECONDS = 20
 LONGEST_MUSIC_SECONDS = 30
+# A fetch this close before an announcement is due says it now. Hold music comes in whole tracks
+# (10 s by default), so the document planned to end when the next one is due may end a few seconds
+# before it; waiting for the next fetch would stretch a 60 s interval to 80 s.
+DUE_EARLY_SECONDS = 5
 
 
 class Part(StrEnum):
@@ -164,7 +168,8 @@ def plan_wait(
         seconds=settings.periodic_interval_seconds
     )
     # The first queue message already says what the periodic one says; don't stack them.
-    if settings.periodic_message and now >= periodic_due_at and not said:
+    early = timedelta(seconds=DUE_EARLY_SECONDS)
+    if settings.periodic_message and now + early >= periodic_due_at and not said:
         said.append(Announcement(Part.PERIODIC_MESSAGE))
         new = replace(new, periodic_at=now)
         periodic_due_at = now + timedelta(seconds=settings.periodic_interval_seconds)
@@ -172,7 +177,7 @@ def plan_wait(
     status_due_at = (
         state.status_at + timedelta(seconds=settings.announce_interval_seconds) if state.status_at else now
     )
-    if now >= status_due_at and (settings.announce_position or settings.announce_expected_wait):
+    if now + early >= status_due_at and (settings.announce_position or settings.announce_expected_wait):
         if callable(situation):
             situation = situation()
         status: list[Announcement] = []

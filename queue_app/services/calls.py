@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Connection, bindparam, func, or_, select, text, update
+from sqlalchemy import JSON, Connection, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -59,7 +59,13 @@ from ..domain.arrival import (
     closed_message,
     decide_arrival,
 )
-from ..domain.estimates import HandlingHistory, queue_length_estimate, spoken_wait
+from ..domain.estimates import (
+    DEPARTED_CALLS,
+    HandlingHistory,
+    PastCall,
+    queue_length_estimate,
+    spoken_wait,
+)
 from ..domain.hours import HoursStatus
 from ..domain.overflow import OverflowRule, OverflowState, QueueLoad
 from ..domain.prompts_text import Phrase
@@ -96,7 +102,6 @@ SERVING_OPERATOR_STATES = (
     OperatorState.ON_CALL.value,
     OperatorState.WRAP_UP.value,
 )
-HISTORY_CALLS = 50
 QUEUE_FACTS_TTL = timedelta(seconds=30)
 LINE_TTL = timedelta(seconds=2)
 LineKey = tuple[int, datetime, int]  # a place in a queue's line (see _line_key)
@@ -749,20 +754,38 @@ def _load_queue_facts(session: Session, queue: Queue, now: datetime) -> QueueFac
         PromptKind.HOLD_MUSIC.value,
         PromptKind.CALLBACK_OFFER.value,
     )
-    rows = session.execute(
-        select(Call.answered_at, Call.ended_at)
-        .where(Call.queue_id == queue.id, Call.answered_at.is_not(None), Call.ended_at.is_not(None))
-        .order_by(Call.ended_at.desc())
-        .limit(HISTORY_CALLS)
-    ).all()
-    durations = [(ended - answered).total_seconds() for answered, ended in rows]
     organisation = session.get(Organisation, queue.organisation_id)
     return QueueFacts(
         prompts=_load_prompts(session, queue, kinds),
-        history=HandlingHistory.from_durations(durations, queue.wrap_up_seconds),
+        history=HandlingHistory.from_calls(_recent_calls(session, queue.id), queue.wrap_up_seconds),
         voice=_voice(queue, organisation),
         loaded_at=now,
     )
+
+
+def _recent_calls(session: Session, queue_id: int) -> list[PastCall]:
+    """The queue's last calls to have left it, answered (and ended) or abandoned, oldest first."""
+    rows = session.execute(
+        select(
+            func.coalesce(Call.entered_queue_at, Call.arrived_at),
+            Call.answered_at,
+            Call.ended_at,
+            Call.answered_by_id,
+        )
+        .where(
+            Call.queue_id == queue_id,
+            Call.ended_at.is_not(None),
+            or_(
+                Call.answered_at.is_not(None),
+                and_(Call.state == CallState.ABANDONED.value, Call.entered_queue_at.is_not(None)),
+            ),
+        )
+        .order_by(Call.ended_at.desc())
+        .limit(DEPARTED_CALLS)
+    ).all()
+    return [
+        PastCall(entered, answered, ended, operator) for entered, answered, ended, operator in reversed(rows)
+    ]
 
 
 def _in_list(values: tuple[str, ...]) -> str:

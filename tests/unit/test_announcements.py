@@ -59,12 +59,21 @@ def test_it_says_the_first_message_then_position_and_wait_on_the_first_fetch() -
 
 
 def test_it_plays_music_only_until_the_next_announcement_is_due() -> None:
-    plans = run([0, 28, 58, 80])
+    plans = run([0, 28, 54, 80])
     assert parts(plans[1]) == []
     assert plans[1].music_seconds == 30  # the next is due at 60 s; documents last 20-30 s
     assert parts(plans[2]) == []
     assert plans[2].music_seconds == 20
     assert parts(plans[3]) == [Part.PERIODIC_MESSAGE, Part.POSITION, Part.EXPECTED_WAIT]
+
+
+def test_it_says_what_is_due_a_moment_early_rather_than_a_whole_document_late() -> None:
+    # Music in whole 10 s tracks made the document end 0.05 s before the minute: the caller would
+    # otherwise hear the next announcement only 20 s later, at 80 s.
+    plans = run([0, 29.95, 59.95, 84])
+    assert parts(plans[2]) == [Part.PERIODIC_MESSAGE, Part.POSITION, Part.EXPECTED_WAIT]
+    assert parts(plans[3]) == []
+    assert parts(run([0, 30, 54.9])[2]) == []  # more than 5 s early: not yet
 
 
 def test_it_says_the_first_message_once_only() -> None:

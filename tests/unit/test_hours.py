@@ -179,6 +179,10 @@ def test_it_closes_every_24_december_with_a_yearly_rule() -> None:
         ("2026-03-29", "2026-03-29 06:00", "2026-03-29 15:00"),  # the change day: CEST from 03:00
         ("2026-10-25", "2026-10-25 07:00", "2026-10-25 16:00"),  # the change day: CET from 03:00
         ("2026-10-24", "2026-10-24 06:00", "2026-10-24 15:00"),  # CEST
+        ("2027-03-27", "2027-03-27 07:00", "2027-03-27 16:00"),  # CET
+        ("2027-03-28", "2027-03-28 06:00", "2027-03-28 15:00"),  # the change day, Easter Sunday too
+        ("2027-10-30", "2027-10-30 06:00", "2027-10-30 15:00"),  # CEST
+        ("2027-10-31", "2027-10-31 07:00", "2027-10-31 16:00"),  # the change day: CET from 03:00
     ],
 )
 def test_it_opens_eight_to_five_local_on_dst_change_days(day: str, opens_utc: str, closes_utc: str) -> None:
@@ -250,12 +254,18 @@ def test_it_uses_the_holiday_dates_we_rely_on() -> None:
         ("2027-03-29", "Annandag påsk"),
         ("2027-06-25", "Midsommarafton"),
         ("2027-05-06", "Kristi himmelsfärdsdag"),
+        ("2026-04-05", "Påskdagen"),
+        ("2027-03-28", "Påskdagen"),  # the spring DST change day as well
+        ("2026-06-20", "Midsommardagen"),
+        ("2027-06-26", "Midsommardagen"),
     ],
 )
 def test_it_closes_on_easter_and_midsummer(day: str, name: str) -> None:
     result = status(office(), local(f"{day} 10:00"))
     assert (result.open, result.reason, result.label) == (False, "holiday", name)
-    assert result.until is not None and result.until >= local(f"{day} 00:00") + timedelta(days=1)
+    # Closed at least to the next local midnight (23 hours after this one on 2027-03-28).
+    next_midnight = local(f"{date.fromisoformat(day) + timedelta(days=1)} 00:00")
+    assert result.until is not None and result.until >= next_midnight
 
 
 def test_it_stays_open_on_midsummer_eve_when_de_facto_holidays_are_not_chosen() -> None:
@@ -408,6 +418,62 @@ def test_it_previews_easter_with_the_holiday_names() -> None:
     ]
 
 
+def test_it_previews_easter_2027_across_the_spring_dst_change() -> None:
+    # Easter Sunday 2027 is the day the clocks go forward: nothing changes at 02:00, and the
+    # Tuesday opens at 08:00 CEST (06:00 UTC) where the Thursday closed at 17:00 CET (16:00 UTC).
+    assert _preview(office(), local("2027-03-25 10:00"), 7) == [
+        ("Thu 2027-03-25 17:00", False, "outside_hours", None),
+        ("Fri 2027-03-26 00:00", False, "holiday", "Långfredagen"),
+        ("Sat 2027-03-27 00:00", False, "outside_hours", None),
+        ("Sun 2027-03-28 00:00", False, "holiday", "Påskdagen"),
+        ("Mon 2027-03-29 00:00", False, "holiday", "Annandag påsk"),
+        ("Tue 2027-03-30 00:00", False, "outside_hours", None),
+        ("Tue 2027-03-30 08:00", True, "open", None),
+    ]
+    found = next_transitions(office(), local("2027-03-25 10:00"), 7)
+    assert (found[0].at, found[-1].at) == (utc("2027-03-25 16:00"), utc("2027-03-30 06:00"))
+    assert found[4].at - found[3].at == timedelta(hours=23)  # the short Sunday
+
+
+@pytest.mark.parametrize(
+    ("thursday", "eve", "day", "sunday", "monday"),
+    [
+        ("2026-06-18", "2026-06-19", "2026-06-20", "2026-06-21", "2026-06-22"),
+        ("2027-06-24", "2027-06-25", "2027-06-26", "2027-06-27", "2027-06-28"),
+    ],
+)
+def test_it_previews_midsummer_with_its_reasons(
+    thursday: str, eve: str, day: str, sunday: str, monday: str
+) -> None:
+    def on(d: str, hm: str) -> str:
+        return local(f"{d} {hm}").astimezone(STOCKHOLM).strftime("%a %Y-%m-%d %H:%M")
+
+    assert _preview(office(), local(f"{thursday} 10:00"), 5) == [
+        (on(thursday, "17:00"), False, "outside_hours", None),
+        (on(eve, "00:00"), False, "holiday", "Midsommarafton"),
+        (on(day, "00:00"), False, "holiday", "Midsommardagen"),
+        (on(sunday, "00:00"), False, "outside_hours", None),
+        (on(monday, "08:00"), True, "open", None),
+    ]
+
+
+def test_it_previews_the_first_monday_meeting_and_a_yearly_closed_day() -> None:
+    meeting = Rule("closed", "FREQ=MONTHLY;BYDAY=1MO", time(8), time(10), label="Personalmöte")
+    assert _preview(office(meeting), local("2027-01-29 10:00"), 3) == [
+        ("Fri 2027-01-29 15:00", False, "outside_hours", None),
+        ("Mon 2027-02-01 08:00", False, "outside_hours", "Personalmöte"),  # first Monday of February
+        ("Mon 2027-02-01 10:00", True, "open", None),
+    ]
+    stocktaking = Rule(
+        "closed", "FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=23", time(0), time(0), label="Inventering"
+    )
+    assert _preview(office(stocktaking, holidays=NO_HOLIDAYS), local("2027-12-22 10:00"), 3) == [
+        ("Wed 2027-12-22 17:00", False, "outside_hours", None),
+        ("Thu 2027-12-23 00:00", False, "outside_hours", "Inventering"),
+        ("Fri 2027-12-24 00:00", False, "outside_hours", None),
+    ]
+
+
 def test_it_previews_a_friday_closing_at_three() -> None:
     assert _preview(office(), local("2026-03-27 10:00"), 2) == [
         ("Fri 2026-03-27 15:00", False, "outside_hours", None),
@@ -499,6 +565,10 @@ WINDOWS = [
     (datetime(2026, 6, 15, tzinfo=UTC), datetime(2026, 6, 28, tzinfo=UTC)),
     (datetime(2026, 10, 18, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)),
     (datetime(2026, 12, 20, tzinfo=UTC), datetime(2027, 1, 8, tzinfo=UTC)),
+    # 2027: Easter on the spring DST change day, Midsummer, the autumn change.
+    (datetime(2027, 3, 20, tzinfo=UTC), datetime(2027, 4, 3, tzinfo=UTC)),
+    (datetime(2027, 6, 20, tzinfo=UTC), datetime(2027, 6, 30, tzinfo=UTC)),
+    (datetime(2027, 10, 24, tzinfo=UTC), datetime(2027, 11, 4, tzinfo=UTC)),
 ]
 
 wall_times = st.one_of(

@@ -317,6 +317,81 @@ def test_it_announces_an_expected_wait_when_operators_serve_and_history_exists(
     assert call_row(app, second).first_estimate_seconds == 420
 
 
+def history_call(personas: Personas, queue_id: int, n: int, state: str, **times: object) -> Call:
+    return Call(
+        organisation_id=personas.bob.organisation_id,
+        queue_id=queue_id,
+        call_sid=f"CAhist{queue_id}x{n}",
+        from_number="+4670",
+        to_number=personas.bob.number,
+        state=state,
+        **times,
+    )
+
+
+def test_it_promises_less_when_callers_give_up_and_adds_the_ring_the_books_show(
+    app: Flask, client: FlaskClient, personas: Personas, clock: ManualClock
+) -> None:
+    now = clock.now()
+
+    def ago(seconds: float):  # type: ignore[no-untyped-def]
+        return now - timedelta(seconds=seconds)
+
+    bob, queue_id = personas.bob.user_id, personas.bob.queue_id
+    with app.app_context(), db.transaction() as session:
+        queue = session.get(Queue, queue_id)
+        assert queue is not None
+        queue.wrap_up_seconds = 30
+        rows = [
+            # Bob's three calls of 180 s; the next caller waited each time, answered 10 s after the
+            # wrap-up. Waits 100, 120 and 140 s.
+            dict(entered_queue_at=ago(1000), answered_at=ago(900), ended_at=ago(720)),
+            dict(entered_queue_at=ago(800), answered_at=ago(680), ended_at=ago(500)),
+            dict(entered_queue_at=ago(600), answered_at=ago(460), ended_at=ago(280)),
+        ]
+        for n, times in enumerate(rows):
+            session.add(
+                history_call(
+                    personas, queue_id, n, "completed", answered_by_id=bob, arrived_at=ago(1001), **times
+                )
+            )
+        # One caller hung up after 140 s: one abandonment in 500 s of waiting.
+        session.add(
+            history_call(
+                personas,
+                queue_id,
+                3,
+                "abandoned",
+                arrived_at=ago(401),
+                entered_queue_at=ago(400),
+                ended_at=ago(260),
+            )
+        )
+        # Not this queue's waiting: turned away before the queue, or another organisation's queue.
+        session.add(history_call(personas, queue_id, 4, "closed", arrived_at=ago(300), ended_at=ago(300)))
+        other = history_call(
+            personas,
+            personas.charlie.queue_id,
+            5,
+            "abandoned",
+            arrived_at=ago(99),
+            entered_queue_at=ago(99),
+            ended_at=ago(1),
+        )
+        other.organisation_id = personas.charlie.organisation_id
+        session.add(other)
+        session.add(OperatorStatus(user_id=bob, organisation_id=queue.organisation_id, state="on_call"))
+        session.add(QueueLogin(user_id=bob, queue_id=queue_id, logged_in_at=now))
+    arrive(client, personas)
+    second = arrive(client, personas)
+
+    said = spoken_text(wait_fetch(client, second))
+    # Bob frees every 180 + 30 + 10 s; callers hang up at 1 per 500 s; then the caller's own ring:
+    # 10 + 1 / (1/220 + 2/500) + 1 / (1/220 + 1/500) = 10 + 117.0 + 152.8 = 279.8 s.
+    assert said[-1] == "Beräknad väntetid är ungefär fem minuter."
+    assert call_row(app, second).first_estimate_seconds == 280
+
+
 def test_it_hangs_up_a_wait_fetch_for_a_call_it_does_not_know(
     client: FlaskClient, personas: Personas
 ) -> None:
