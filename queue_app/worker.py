@@ -5,8 +5,9 @@ operators whose console vanished (no heartbeat for HEARTBEAT_TIMEOUT_SECONDS), c
 attempts, dispatch, and only after those transactions have committed move the callers with
 Twilio's REST API. It returns the next stored deadline it knows of, so a virtual-time emulator can
 call it again exactly then. Every timer is derived from a stored deadline (offer `deadline_at`,
-`wrap_up_until`, `last_heartbeat_at`, transfer `next_attempt_at`), so nothing is lost when a worker
-dies: the next one's sweep repairs it.
+`wrap_up_until`, `last_heartbeat_at`, transfer `next_attempt_at`, and the instant a waiting call's
+skill widening, counted from its `entered_queue_at`, lets a free operator take it), so nothing is
+lost when a worker dies: the next one's sweep repairs it.
 
 `run_forever` calls it in a loop, waking early when told (`dispatch.wake()`: an in-process event,
 and PostgreSQL's NOTIFY koe_wake for web processes elsewhere). SIGTERM finishes the current round,
@@ -70,7 +71,7 @@ def run_pending(now: datetime) -> datetime | None:
     if failed or attempts >= messages.BATCH:
         # A failed redirect freed operators, or more messages wait: another round at once.
         return now
-    upcoming = next_deadline(now, closed.next_closing_at)
+    upcoming = next_deadline(now, closed.next_closing_at, round_.next_widening_at)
     if round_.busy:
         retry = now + timedelta(seconds=BUSY_RETRY_SECONDS)
         upcoming = retry if upcoming is None else min(upcoming, retry)
@@ -122,7 +123,7 @@ def _undo(redirect: PendingRedirect, now: datetime, reason: str, gone: bool) -> 
         log.exception("could not undo the failed redirect of %s", redirect.call_sid)
 
 
-def next_deadline(now: datetime, next_closing: datetime | None = None) -> datetime | None:
+def next_deadline(now: datetime, *known: datetime | None) -> datetime | None:
     with db.transaction() as session:
         candidates = [
             dispatch.next_offer_deadline(session),
@@ -132,7 +133,7 @@ def next_deadline(now: datetime, next_closing: datetime | None = None) -> dateti
             messages.next_due(session),
             callbacks.next_retry(session, now),
         ]
-    candidates.append(next_closing)
+    candidates += known
     present = [c for c in candidates if c is not None]
     return min(present) if present else None
 

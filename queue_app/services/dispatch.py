@@ -157,10 +157,19 @@ def _missed_by(session: Session, call_ids: list[int]) -> dict[int, set[int]]:
 
 
 @dataclass(frozen=True, slots=True)
+class OrganisationRound:
+    redirects: list[PendingRedirect]
+    # When skill widening next lets an operator left free take a caller left waiting.
+    next_widening_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchRound:
     redirects: list[PendingRedirect]
     # Organisations another dispatcher was working on: look again soon, it may have missed a change.
     busy: tuple[int, ...] = ()
+    # The first instant widening changes what can be offered: a deadline for the worker.
+    next_widening_at: datetime | None = None
 
 
 def dispatch_once(
@@ -179,13 +188,16 @@ def dispatch_round(
     """`dispatch_once` for every organisation with an available operator, one transaction each."""
     redirects: list[PendingRedirect] = []
     busy: list[int] = []
+    widenings: list[datetime] = []
     for org_id in organisation_ids if organisation_ids is not None else organisations_to_dispatch():
         made = dispatch_organisation(org_id, now, exclusive=exclusive)
         if made is None:
             busy.append(org_id)
-        else:
-            redirects += made
-    return DispatchRound(redirects, tuple(busy))
+            continue
+        redirects += made.redirects
+        if made.next_widening_at is not None:
+            widenings.append(made.next_widening_at)
+    return DispatchRound(redirects, tuple(busy), min(widenings, default=None))
 
 
 def organisations_to_dispatch() -> list[int]:
@@ -214,14 +226,14 @@ def organisations_to_dispatch() -> list[int]:
 
 def dispatch_organisation(
     organisation_id: int, now: datetime, *, exclusive: bool = True
-) -> list[PendingRedirect] | None:
+) -> OrganisationRound | None:
     """One organisation's round in one transaction; None if another dispatcher holds its lock."""
     with db.transaction() as session, _dispatcher_lock(session, organisation_id, exclusive) as acquired:
         if not acquired:
             return None
         operators, _logins = _load_operators(session, organisation_id)
         if not operators:
-            return []
+            return OrganisationRound([])
         free_per_queue: dict[int, int] = defaultdict(int)
         for op in operators:
             for qid in op.queue_ids:
@@ -229,7 +241,7 @@ def dispatch_organisation(
         limits = {qid: n + WAITING_CALLS_SLACK for qid, n in free_per_queue.items()}
         calls = _load_waiting_calls(session, limits, now)
         if not calls:
-            return []
+            return OrganisationRound([])
         queues = _load_queue_rules(session, sorted({c.queue_id for c in calls.values() if c.queue_id}))
         if any(r.rules.strategy == routing.FAIR for r in queues.values()):
             operators = _with_answered_today(session, organisation_id, operators, now)
@@ -258,7 +270,8 @@ def dispatch_organisation(
             if new_queues:
                 queues.update(_load_queue_rules(session, new_queues))
                 rules = {qid: r.rules for qid, r in queues.items()}
-        return _apply(session, plan, calls, queues, now)
+        widening = routing.next_widening_at(snapshots, operators, rules, plan, now)
+        return OrganisationRound(_apply(session, plan, calls, queues, now), widening)
 
 
 def _snapshot(call: Call, missed: dict[int, set[int]]) -> routing.WaitingCall:

@@ -32,6 +32,7 @@ from queue_app.models import (
 )
 from queue_app.services import operators
 from queue_app.sim import CallerScript, ClientDevice, Emulator
+from queue_app.sim.simulate import WorkerTick, bind_emulator, route_number
 
 from ..factories import make_membership, make_number, make_queue
 from .scenario import Switchboard, make_switchboard
@@ -212,7 +213,6 @@ def test_it_keeps_a_caller_for_the_skilled_operator_then_widens_to_the_others(
     with app.app_context():
         assert answered_by(first.sid) == ids["op_erik"]
     second = emulator.place_call(CALLER, number, CallerScript(talk_for=30))
-    arrived = emulator.now()
     emulator.advance(100)
     with app.app_context():
         # Erik is busy; Anna and Bo are free but not yet good enough.
@@ -221,10 +221,42 @@ def test_it_keeps_a_caller_for_the_skilled_operator_then_widens_to_the_others(
     with app.app_context():
         assert answered_by(second.sid) == ids["op_anna"]
         (anna_offer,) = offers_of(ids["op_anna"])
-        # Offered once two widening steps (5 -> 3) had passed, and not to Bo, who has no English.
-        waited = (anna_offer.created_at - arrived).total_seconds()
-        assert 120 <= waited <= 150, waited
+        # Offered the instant two widening steps (5 -> 3) had passed, and not to Bo (no English).
+        with db.transaction() as session:
+            entered = session.scalar(select(Call.entered_queue_at).where(Call.call_sid == second.sid))
+        assert entered is not None
+        assert anna_offer.created_at == entered + timedelta(seconds=120)
         assert offers_of(ids["op_bo"]) == []
+    assert emulator.errors == []
+
+
+def test_it_widens_at_the_instant_the_wait_passes_not_at_the_next_sweep(
+    app: Flask, clock: ManualClock
+) -> None:
+    # The worker as `run_forever` runs it: on a wake, at the deadline it named, and otherwise only
+    # every 45 s here (a slow periodic sweep), so an instant noticed only by the sweep would show.
+    tick = WorkerTick(app, interval=45.0)
+    emulator = bind_emulator(app, clock, tick=tick)
+    board = staffed(app, clock, emulator, ("op_anna", "op_bo"), strategy="fair", skill_widen_after_seconds=50)
+    ids = board.operators
+    with app.app_context():
+        give_skill(ids["op_anna"], "engelska", 2)  # three steps below 5: at 150 s of waiting
+        give_skill(ids["op_bo"], "engelska", 3)  # two steps below 5: at 100 s of waiting
+        with db.transaction() as session:
+            skill = session.scalar(select(Skill).where(Skill.name == "engelska"))
+            assert skill is not None
+            session.add(QueueSkill(queue_id=board.queue_id, skill_id=skill.id, min_level=5))
+    route_number(app, emulator, board.number)
+    call = emulator.place_call(CALLER, board.number, CallerScript(talk_for=30))
+    assert call.wait_until(lambda: call.bridged_with is not None, timeout=300)
+    with app.app_context(), db.transaction() as session:
+        row = session.scalar(select(Call).where(Call.call_sid == call.sid))
+        assert row is not None and row.entered_queue_at is not None
+        entered = row.entered_queue_at
+    (offer,) = offers_of()
+    assert offer.user_id == ids["op_bo"]
+    assert offer.created_at == entered + timedelta(seconds=100)
+    assert tick.reasons.get("deadline", 0) >= 1
     assert emulator.errors == []
 
 
