@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, Exists, Select, and_, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ..domain import routing
@@ -200,24 +200,35 @@ def dispatch_round(
     return DispatchRound(redirects, tuple(busy), min(widenings, default=None))
 
 
-def organisations_to_dispatch() -> list[int]:
-    """Organisations with an available operator logged in to a queue where someone waits.
-
-    The others have nothing to decide, so a round that finds nothing to do costs one query.
-    """
-    assert db.engine is not None, "database not configured"
+def _available_for_someone_waiting() -> ColumnElement[bool]:
+    """An available operator (the row of `OperatorStatus` at hand) logged in to a queue where
+    someone waits to be offered."""
     someone_waits = (
         select(Call.id)
         .join(QueueLogin, QueueLogin.queue_id == Call.queue_id)
         .where(QueueLogin.user_id == OperatorStatus.user_id, Call.state.in_(DISPATCHED_STATES))
         .exists()
     )
+    return and_(OperatorStatus.state == OpState.AVAILABLE.value, someone_waits)
+
+
+def anything_to_dispatch() -> Exists:
+    """Has any organisation an available operator for a queue where someone waits (the agenda)?"""
+    return select(OperatorStatus.user_id).where(_available_for_someone_waiting()).exists()
+
+
+def organisations_to_dispatch() -> list[int]:
+    """Organisations with an available operator logged in to a queue where someone waits.
+
+    The others have nothing to decide, so a round that finds nothing to do costs one query.
+    """
+    assert db.engine is not None, "database not configured"
     # A plain read on the reading engine: on SQLite it must not wait for another dispatcher's write lock.
     with db.engine.connect() as conn:
         return list(
             conn.scalars(
                 select(OperatorStatus.organisation_id)
-                .where(OperatorStatus.state == OpState.AVAILABLE.value, someone_waits)
+                .where(_available_for_someone_waiting())
                 .distinct()
                 .order_by(OperatorStatus.organisation_id)
             )
@@ -514,8 +525,13 @@ def reclaim_expired_offers(now: datetime) -> int:
         return offers.reclaim_expired(session, now)
 
 
+def offer_deadline_query() -> Select[tuple[datetime | None]]:
+    """The earliest deadline of an offer still ringing."""
+    return select(func.min(Offer.deadline_at)).where(Offer.state == OfferState.RINGING.value)
+
+
 def next_offer_deadline(session: Session) -> datetime | None:
-    return session.scalar(select(func.min(Offer.deadline_at)).where(Offer.state == OfferState.RINGING.value))
+    return session.scalar(offer_deadline_query())
 
 
 # --- waking the worker ---------------------------------------------------------------------------
