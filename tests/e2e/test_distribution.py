@@ -88,19 +88,21 @@ def ringing_overlaps(offers: list[Offer]) -> list[tuple[int, int]]:
     return clashes
 
 
+@pytest.mark.parametrize("strategy", ["fair", "round_robin"])
 def test_it_spreads_a_morning_of_calls_evenly_over_the_operators(
     app: Flask,
     clock: ManualClock,
     emulator: Emulator,
     incoming_number: Callable[[str], str],
     database_url: str,
+    strategy: str,
 ) -> None:
     if not database_url.startswith("sqlite"):
         # About 800 worker rounds: the decision is the same on both backends, and PostgreSQL's
         # concurrency has its own tests (test_dispatch, tests/stress); keep the suite fast.
         pytest.skip("the morning runs on SQLite only")
     identities = ("op_anna", "op_bo", "op_cilla", "op_dan")
-    board = staffed(app, clock, emulator, identities, strategy="fair", wrap_up_seconds=20)
+    board = staffed(app, clock, emulator, identities, strategy=strategy, wrap_up_seconds=20)
     number = incoming_number(board.number)
     rng = random.Random(11)
     calls = []
@@ -117,7 +119,7 @@ def test_it_spreads_a_morning_of_calls_evenly_over_the_operators(
     assert None not in answered and sum(answered.values()) == 60
     assert set(answered) == set(board.operators.values())
     spread = max(answered.values()) - min(answered.values())
-    print(f"answered per operator: {sorted(answered.values())}, spread {spread}")
+    print(f"{strategy}: answered per operator: {sorted(answered.values())}, spread {spread}")
     assert spread <= 1, answered
     assert clashes == []
     assert emulator.errors == []
