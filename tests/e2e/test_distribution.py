@@ -317,6 +317,36 @@ def test_it_logs_out_an_operator_who_lets_two_offers_ring_out(
     assert emulator.errors == []
 
 
+def test_it_counts_declines_apart_and_starts_again_after_an_answer(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    board = staffed(app, clock, emulator, ("op_anna",), max_missed_offers=3)
+    anna = board.operators["op_anna"]
+    number = incoming_number(board.number)
+    emulator.register_client("op_anna", ClientDevice(mode="decline"))
+    first = emulator.place_call(CALLER, number, CallerScript(talk_for=20))
+    # The one-person switchboard rings Anna again after each decline; two declines, then she answers.
+    assert first.wait_until(lambda: len(offers_of(anna)) == 2, timeout=60)
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=2))
+    assert first.wait_until(lambda: first.bridged_with is not None, timeout=60)
+    with app.app_context():
+        assert [o.state for o in offers_of(anna)] == ["declined", "declined", "accepted"]
+        row = status(anna)
+        # Counted apart from rings that went unanswered, and reset by the answer.
+        assert (row.missed_no_answer, row.missed_declined, row.missed_unreachable) == (0, 0, 0)
+    assert first.wait_until(lambda: first.status == "completed", timeout=120)
+    emulator.register_client("op_anna", ClientDevice(mode="decline"))
+    second = emulator.place_call(CALLER, number, CallerScript(talk_for=20))
+    emulator.advance(120)
+    with app.app_context():
+        row = status(anna)
+        assert (row.state, row.logged_out_reason) == ("offline", operators.REASON_MISSED_OFFERS)
+        assert (row.missed_no_answer, row.missed_declined) == (0, 3)
+        assert [o.state for o in offers_of(anna)][3:] == ["declined"] * 3
+        assert answered_by(second.sid) is None
+    assert emulator.errors == []
+
+
 def test_it_offers_a_multi_queue_operator_calls_from_both_queues_one_at_a_time(
     app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
 ) -> None:
