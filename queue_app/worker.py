@@ -4,11 +4,11 @@
 operators whose console vanished (no heartbeat for HEARTBEAT_TIMEOUT_SECONDS), claim due transfer
 attempts, dispatch, and only after those transactions have committed move the callers with
 Twilio's REST API. One read of the agenda (`services/agenda.py`) first says which of these steps
-have work, and only those run. It returns the next stored deadline it knows of, so a virtual-time emulator can
-call it again exactly then. Every timer is derived from a stored deadline (offer `deadline_at`,
-`wrap_up_until`, `last_heartbeat_at`, transfer `next_attempt_at`, and the instant a waiting call's
-skill widening, counted from its `entered_queue_at`, lets a free operator take it), so nothing is
-lost when a worker dies: the next one's sweep repairs it.
+have work, and only those run. It returns the next stored deadline it knows of, so a virtual-time
+emulator can call it again exactly then. Every timer is derived from a stored deadline (offer
+`deadline_at`, `wrap_up_until`, `last_heartbeat_at`, transfer `next_attempt_at`, and the instant a
+waiting call's skill widening, counted from its `entered_queue_at`, lets a free operator take it),
+so nothing is lost when a worker dies: the next one's sweep repairs it.
 
 `run_forever` calls it in a loop, waking early when told (`dispatch.wake()`: an in-process event,
 and PostgreSQL's NOTIFY koe_wake for web processes elsewhere). SIGTERM finishes the current round,
