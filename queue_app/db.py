@@ -134,6 +134,14 @@ class Database:
             yield connection
             connection.commit()
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads, on the reading engine: on SQLite it takes no write lock
+        (no BEGIN IMMEDIATE), so a look at what is due neither waits for nor blocks a writer."""
+        assert self.engine is not None, "database not configured"
+        with Session(self.engine) as session:
+            yield session
+
     def dispose(self) -> None:
         self.session.remove()
         for engine in {self.engine, self.writer_engine, self.hot_engine} - {None}:

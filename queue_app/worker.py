@@ -3,10 +3,12 @@
 `run_pending(now)` does one round: reclaim offers past their deadline, end due wrap-ups, log out
 operators whose console vanished (no heartbeat for HEARTBEAT_TIMEOUT_SECONDS), claim due transfer
 attempts, dispatch, and only after those transactions have committed move the callers with
-Twilio's REST API. It returns the next stored deadline it knows of, so a virtual-time emulator can
-call it again exactly then. Every timer is derived from a stored deadline (offer `deadline_at`,
-`wrap_up_until`, `last_heartbeat_at`, transfer `next_attempt_at`), so nothing is lost when a worker
-dies: the next one's sweep repairs it.
+Twilio's REST API. One read of the agenda (`services/agenda.py`) first says which of these steps
+have work, and only those run. It returns the next stored deadline it knows of, so a virtual-time
+emulator can call it again exactly then. Every timer is derived from a stored deadline (offer
+`deadline_at`, `wrap_up_until`, `last_heartbeat_at`, transfer `next_attempt_at`, and the instant a
+waiting call's skill widening, counted from its `entered_queue_at`, lets a free operator take it),
+so nothing is lost when a worker dies: the next one's sweep repairs it.
 
 `run_forever` calls it in a loop, waking early when told (`dispatch.wake()`: an in-process event,
 and PostgreSQL's NOTIFY koe_wake for web processes elsewhere). SIGTERM finishes the current round,
@@ -26,7 +28,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import get_clock, worker_consult
 from .extensions import db
-from .services import callbacks, closing, consult, dispatch, messages, operators, prompts, transfers
+from .services import agenda, closing, consult, dispatch, messages, operators, prompts, transfers
 from .services import offers as offer_service
 from .services.dispatch import CREATE_CALL, PendingRedirect
 from .telephony.rest import TwilioRest
@@ -50,32 +52,60 @@ def heartbeat_timeout() -> int:
 
 
 def run_pending(now: datetime) -> datetime | None:
-    """One round of the worker's work at `now` (inside an app context); the next deadline or None."""
-    dispatch.reclaim_expired_offers(now)
-    operators.end_due_wrap_ups(now)
-    # Before dispatching: nobody should ring at a console that has gone.
-    operators.log_out_vanished_consoles(now, heartbeat_timeout())
+    """One round of the worker's work at `now` (inside an app context); the next deadline or None.
+
+    The agenda (one statement) says which steps have work; only those run, so a round with
+    nothing to do costs that one statement and takes its next deadline from the same row.
+    """
+    timeout = heartbeat_timeout()
+    todo = agenda.read(now, timeout)
+    freed = _end_what_is_due(todo, now, timeout)
     # Closing first: a caller whose queue just closed must not be offered to an operator.
-    closed = closing.sweep(now)
+    closed = closing.sweep(now) if todo.someone_waits else closing.Sweep([], None)
     redirects: list[PendingRedirect] = [*closed.redirects]
-    redirects += transfers.claim_due(now)
-    round_ = dispatch.dispatch_round(now)
+    if todo.transfers_due:
+        redirects += transfers.claim_due(now)
+    # Reclaimed offers and ended wrap-ups may have freed what the agenda saw as taken.
+    round_ = dispatch.dispatch_round(now) if todo.dispatchable or freed else dispatch.DispatchRound([])
     redirects += round_.redirects
     failed = perform_redirects(redirects, now)
-    failed += worker_consult.perform(consult.claim_due(now), now)
+    if todo.consult_due:
+        failed += worker_consult.perform(consult.claim_due(now), now)
     # Messages after the calls: a slow mail server must not delay a caller's offer.
-    attempts = messages.send_due(now)
-    # Prompts recorded by phone: call the admin who asked, and store what they chose to keep.
-    prompts.place_pending_calls(now)
-    prompts.fetch_kept_recordings(now)
+    attempts = messages.send_due(now) if todo.messages_due else 0
+    recorded = _record_by_phone(todo, now)
     if failed or attempts >= messages.BATCH:
         # A failed redirect freed operators, or more messages wait: another round at once.
         return now
-    upcoming = next_deadline(now, closed.next_closing_at)
+    if freed or redirects or attempts or recorded or todo.consult_due:
+        todo = agenda.read(now, timeout)  # what this round changed moved the deadlines
+    upcoming = next_deadline(todo, closed.next_closing_at, round_.next_widening_at)
     if round_.busy:
         retry = now + timedelta(seconds=BUSY_RETRY_SECONDS)
         upcoming = retry if upcoming is None else min(upcoming, retry)
     return upcoming
+
+
+def _end_what_is_due(todo: agenda.Agenda, now: datetime, timeout: int) -> int:
+    """Offers past their deadline, wrap-ups at their end, vanished consoles: how many ended."""
+    ended = 0
+    if todo.offers_expired:
+        ended += dispatch.reclaim_expired_offers(now)
+    if todo.wrap_ups_due:
+        ended += operators.end_due_wrap_ups(now)
+    if todo.console_due:
+        # Before dispatching: nobody should ring at a console that has gone.
+        ended += len(operators.log_out_vanished_consoles(now, timeout))
+    return ended
+
+
+def _record_by_phone(todo: agenda.Agenda, now: datetime) -> bool:
+    """Prompts recorded by phone: call the admin who asked, and store what they chose to keep."""
+    if todo.recordings_to_call:
+        prompts.place_pending_calls(now)
+    if todo.recordings_to_fetch:
+        prompts.fetch_kept_recordings(now)
+    return todo.recordings_to_call or todo.recordings_to_fetch
 
 
 def perform_redirects(redirects: list[PendingRedirect], now: datetime, rest: TwilioRest | None = None) -> int:
@@ -123,18 +153,9 @@ def _undo(redirect: PendingRedirect, now: datetime, reason: str, gone: bool) -> 
         log.exception("could not undo the failed redirect of %s", redirect.call_sid)
 
 
-def next_deadline(now: datetime, next_closing: datetime | None = None) -> datetime | None:
-    with db.transaction() as session:
-        candidates = [
-            dispatch.next_offer_deadline(session),
-            operators.next_wrap_up_end(session),
-            operators.next_console_deadline(session, now, heartbeat_timeout()),
-            transfers.next_attempt(session),
-            consult.next_step(session),
-            messages.next_due(session),
-            callbacks.next_retry(session, now),
-        ]
-    candidates.append(next_closing)
+def next_deadline(todo: agenda.Agenda, *known: datetime | None) -> datetime | None:
+    """The earliest of the agenda's stored deadlines, a callback's retry and the `known` instants."""
+    candidates = [*todo.deadlines(), agenda.next_callback_retry(todo), *known]
     present = [c for c in candidates if c is not None]
     return min(present) if present else None
 

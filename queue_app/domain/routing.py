@@ -28,13 +28,15 @@ period after all levels have reached 1, the skills are no longer required at all
 forever for a perfect match. Among eligible operators the best-matched come first: an operator's
 *tier* is the number of widening steps needed before they qualify, and a strategy only chooses
 among the operators of the lowest tier present (Asterisk's penalty tiers, anchors.md b1).
+`next_widening_at` says when the next such step makes a free operator eligible for a call left
+waiting, so the worker can dispatch at that instant rather than at its next periodic sweep.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 FAIR = "fair"
@@ -194,3 +196,53 @@ def plan_offers(
         seen_calls.add(call.call_id)
         planned.append(PlannedOffer(call.call_id, call.queue_id, tuple(chosen)))
     return planned
+
+
+_Requirement = tuple[int, tuple[tuple[str, int], ...]]  # (queue id, sorted (skill, level) pairs)
+
+
+def _longest_waiting_per_requirement(
+    calls: Iterable[WaitingCall], queues: Mapping[int, QueueRules], served: set[int]
+) -> dict[_Requirement, datetime]:
+    """When the longest-waiting unserved call of each queue and set of requirements entered."""
+    earliest: dict[_Requirement, datetime] = {}
+    for call in calls:
+        rules = queues.get(call.queue_id)
+        if call.call_id in served or rules is None or not rules.skill_widen_after_seconds:
+            continue
+        required = merged_requirements(rules.required_skills, call.required_skills)
+        key = (call.queue_id, tuple(sorted(required.items())))
+        if required and (key not in earliest or call.entered_at < earliest[key]):
+            earliest[key] = call.entered_at
+    return earliest
+
+
+def next_widening_at(
+    calls: Iterable[WaitingCall],
+    operators: Iterable[OperatorSnapshot],
+    queues: Mapping[int, QueueRules],
+    plan: Iterable[PlannedOffer],
+    now: datetime,
+) -> datetime | None:
+    """The first instant after `now` at which widening makes an operator left free by `plan`
+    eligible for a call it left waiting; None when no widening can change the plan.
+
+    Every operator still free after the plan is above the tier of each waiting call of their
+    queue (otherwise the plan would have offered it), so the call becomes theirs once it has
+    waited `tier` periods. Calls with the same queue and requirements share their operators'
+    tiers, and the longest-waiting of them reaches it first.
+    """
+    planned = list(plan)
+    busy = {uid for p in planned for uid in p.user_ids}
+    free = [op for op in operators if op.state == AVAILABLE and op.user_id not in busy]
+    soonest: datetime | None = None
+    served = {p.call_id for p in planned}
+    for (queue_id, required), entered_at in _longest_waiting_per_requirement(calls, queues, served).items():
+        tiers = [skill_tier(dict(required), op.skills) for op in free if queue_id in op.queue_ids]
+        if not tiers:
+            continue
+        period = queues[queue_id].skill_widen_after_seconds or 0
+        at = entered_at + timedelta(seconds=period * min(tiers))
+        if at > now and (soonest is None or at < soonest):
+            soonest = at
+    return soonest

@@ -31,7 +31,7 @@ from ..domain.hours import HoursStatus
 from ..domain.states import Call as CallState
 from ..domain.states import Operator as OperatorState
 from ..extensions import db
-from ..models import Call, CallEvent, OperatorStatus, Queue, QueueLogin
+from ..models import Call, CallEvent, OperatorStatus, Organisation, Queue, QueueLogin
 from . import calls
 from .schedules import queue_hours_status
 
@@ -58,9 +58,19 @@ class ClosingRedirect:
         return base.rstrip("/") + self.path
 
 
-def _queues_with_waiting_callers(session: Session) -> list[Queue]:
+def _queues_with_waiting_callers(session: Session) -> list[tuple[Queue, Organisation]]:
+    # With their organisations, which the hours need: held here, the session's identity map
+    # answers `session.get(Organisation, ...)` without another statement per queue.
     waiting = exists().where(Call.queue_id == Queue.id, Call.state == CallState.WAITING.value)
-    return list(session.scalars(select(Queue).where(waiting).order_by(Queue.id)))
+    return [
+        (queue, organisation)
+        for queue, organisation in session.execute(
+            select(Queue, Organisation)
+            .join(Organisation, Organisation.id == Queue.organisation_id)
+            .where(waiting)
+            .order_by(Queue.id)
+        )
+    ]
 
 
 def _logged_in(session: Session, queue_id: int) -> int:
@@ -135,22 +145,43 @@ class Sweep:
 
 def sweep(now: datetime, *, dry_run: bool = False) -> Sweep:
     """One pass over the queues with callers waiting: close those that closed, and say when the
-    next one closes. The worker calls this once a round; each queue's hours are read once."""
-    redirects: list[ClosingRedirect] = []
+    next one closes. The worker calls this once a round; each queue's hours are read once.
+
+    The look is a plain read (on SQLite it takes no write lock); a write transaction opens only
+    when a queue's waiting callers are to be closed, and checks again under its lock.
+    """
     soonest: datetime | None = None
-    with db.transaction() as session:
-        for queue in _queues_with_waiting_callers(session):
+    to_close: list[int] = []
+    with db.reading() as session:
+        for queue, _organisation in _queues_with_waiting_callers(session):
             hours = queue_hours_status(session, queue.id, now)
             if hours.open:
                 if hours.until is not None and (soonest is None or hours.until < soonest):
                     soonest = hours.until
+            elif _closes_its_callers(session, queue, hours):
+                to_close.append(queue.id)
+    if dry_run or not to_close:
+        return Sweep([], soonest)
+    return Sweep(_close(to_close, now), soonest)
+
+
+def _closes_its_callers(session: Session, queue: Queue, hours: HoursStatus) -> bool:
+    if hours.open:
+        return False
+    return closing_treatment(queue.closing_while_waiting, _logged_in(session, queue.id)) == "close"
+
+
+def _close(queue_ids: list[int], now: datetime) -> list[ClosingRedirect]:
+    redirects: list[ClosingRedirect] = []
+    with db.transaction() as session:
+        for queue_id in queue_ids:
+            queue = session.get(Queue, queue_id)
+            if queue is None:
                 continue
-            if dry_run:
-                continue
-            if closing_treatment(queue.closing_while_waiting, _logged_in(session, queue.id)) != "close":
-                continue
-            redirects.extend(_claim(session, queue, hours, now))
-    return Sweep(redirects, soonest)
+            hours = queue_hours_status(session, queue_id, now)
+            if _closes_its_callers(session, queue, hours):
+                redirects.extend(_claim(session, queue, hours, now))
+    return redirects
 
 
 def answer_closed(call_sid: str, now: datetime) -> calls.Arrival:

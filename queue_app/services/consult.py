@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.states import Call as CallState
@@ -459,7 +459,10 @@ def step_failed(transfer_id: int, step: Step, reason: str, now: datetime) -> Non
             _end(session, call, transfer, State.RECALLED, "failed", now)
 
 
+def next_step_query() -> Select[tuple[datetime | None]]:
+    """The earliest step of a consult still to run (the worker's agenda reads it)."""
+    return select(func.min(Transfer.next_attempt_at)).where(Transfer.kind == Kind.CONSULT.value)
+
+
 def next_step(session: Session) -> datetime | None:
-    return session.scalar(
-        select(func.min(Transfer.next_attempt_at)).where(Transfer.kind == Kind.CONSULT.value)
-    )
+    return session.scalar(next_step_query())

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, Exists, Select, and_, func, select, text, update
 from sqlalchemy.orm import Session
 
 from ..domain import routing
@@ -103,6 +103,7 @@ class PendingRedirect:
 class _Rules:
     queue: Queue
     rules: routing.QueueRules
+    timezone: str  # the organisation's: fair counts from the start of its day
 
 
 def _local_lock(organisation_id: int) -> threading.Lock:
@@ -157,10 +158,19 @@ def _missed_by(session: Session, call_ids: list[int]) -> dict[int, set[int]]:
 
 
 @dataclass(frozen=True, slots=True)
+class OrganisationRound:
+    redirects: list[PendingRedirect]
+    # When skill widening next lets an operator left free take a caller left waiting.
+    next_widening_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DispatchRound:
     redirects: list[PendingRedirect]
     # Organisations another dispatcher was working on: look again soon, it may have missed a change.
     busy: tuple[int, ...] = ()
+    # The first instant widening changes what can be offered: a deadline for the worker.
+    next_widening_at: datetime | None = None
 
 
 def dispatch_once(
@@ -179,13 +189,33 @@ def dispatch_round(
     """`dispatch_once` for every organisation with an available operator, one transaction each."""
     redirects: list[PendingRedirect] = []
     busy: list[int] = []
+    widenings: list[datetime] = []
     for org_id in organisation_ids if organisation_ids is not None else organisations_to_dispatch():
         made = dispatch_organisation(org_id, now, exclusive=exclusive)
         if made is None:
             busy.append(org_id)
-        else:
-            redirects += made
-    return DispatchRound(redirects, tuple(busy))
+            continue
+        redirects += made.redirects
+        if made.next_widening_at is not None:
+            widenings.append(made.next_widening_at)
+    return DispatchRound(redirects, tuple(busy), min(widenings, default=None))
+
+
+def _available_for_someone_waiting() -> ColumnElement[bool]:
+    """An available operator (the row of `OperatorStatus` at hand) logged in to a queue where
+    someone waits to be offered."""
+    someone_waits = (
+        select(Call.id)
+        .join(QueueLogin, QueueLogin.queue_id == Call.queue_id)
+        .where(QueueLogin.user_id == OperatorStatus.user_id, Call.state.in_(DISPATCHED_STATES))
+        .exists()
+    )
+    return and_(OperatorStatus.state == OpState.AVAILABLE.value, someone_waits)
+
+
+def anything_to_dispatch() -> Exists:
+    """Has any organisation an available operator for a queue where someone waits (the agenda)?"""
+    return select(OperatorStatus.user_id).where(_available_for_someone_waiting()).exists()
 
 
 def organisations_to_dispatch() -> list[int]:
@@ -194,18 +224,12 @@ def organisations_to_dispatch() -> list[int]:
     The others have nothing to decide, so a round that finds nothing to do costs one query.
     """
     assert db.engine is not None, "database not configured"
-    someone_waits = (
-        select(Call.id)
-        .join(QueueLogin, QueueLogin.queue_id == Call.queue_id)
-        .where(QueueLogin.user_id == OperatorStatus.user_id, Call.state.in_(DISPATCHED_STATES))
-        .exists()
-    )
     # A plain read on the reading engine: on SQLite it must not wait for another dispatcher's write lock.
     with db.engine.connect() as conn:
         return list(
             conn.scalars(
                 select(OperatorStatus.organisation_id)
-                .where(OperatorStatus.state == OpState.AVAILABLE.value, someone_waits)
+                .where(_available_for_someone_waiting())
                 .distinct()
                 .order_by(OperatorStatus.organisation_id)
             )
@@ -214,51 +238,89 @@ def organisations_to_dispatch() -> list[int]:
 
 def dispatch_organisation(
     organisation_id: int, now: datetime, *, exclusive: bool = True
-) -> list[PendingRedirect] | None:
+) -> OrganisationRound | None:
     """One organisation's round in one transaction; None if another dispatcher holds its lock."""
     with db.transaction() as session, _dispatcher_lock(session, organisation_id, exclusive) as acquired:
         if not acquired:
             return None
-        operators, _logins = _load_operators(session, organisation_id)
+        operators = _load_operators(session, organisation_id)
         if not operators:
-            return []
+            return OrganisationRound([])
         free_per_queue: dict[int, int] = defaultdict(int)
         for op in operators:
             for qid in op.queue_ids:
                 free_per_queue[qid] += 1
-        limits = {qid: n + WAITING_CALLS_SLACK for qid, n in free_per_queue.items()}
-        calls = _load_waiting_calls(session, limits, now)
-        if not calls:
-            return []
-        queues = _load_queue_rules(session, sorted({c.queue_id for c in calls.values() if c.queue_id}))
-        if any(r.rules.strategy == routing.FAIR for r in queues.values()):
-            operators = _with_answered_today(session, organisation_id, operators, now)
-        rules = {qid: r.rules for qid, r in queues.items()}
-        missed = _missed_by(session, list(calls))
-        while True:
-            snapshots = [_snapshot(c, missed) for c in calls.values()]
-            plan = routing.plan_offers(snapshots, operators, rules, now)
-            # A queue whose head we read only in part, with an operator left free: skills kept
-            # them from every caller read so far, so read further before deciding.
-            chosen = {uid for p in plan for uid in p.user_ids}
-            left = {qid for op in operators if op.user_id not in chosen for qid in op.queue_ids}
-            loaded: dict[int, int] = defaultdict(int)
-            for c in calls.values():
-                loaded[c.queue_id or 0] += 1
-            short = {qid: limits[qid] * 4 for qid in left if qid in limits and loaded[qid] >= limits[qid]}
-            if not short:
-                break
-            limits.update(short)
-            more = _load_waiting_calls(session, short, now)
-            missed.update(_missed_by(session, [cid for cid in more if cid not in calls]))
-            calls.update(more)
-            new_queues = sorted(
-                {c.queue_id for c in more.values() if c.queue_id and c.queue_id not in queues}
-            )
-            if new_queues:
-                queues.update(_load_queue_rules(session, new_queues))
-                rules = {qid: r.rules for qid, r in queues.items()}
-        return _apply(session, plan, calls, queues, now)
+        round_ = _Round(session, now, operators)
+        round_.read({qid: n + WAITING_CALLS_SLACK for qid, n in free_per_queue.items()})
+        if not round_.calls:
+            return OrganisationRound([])
+        plan = round_.plan()
+        # A queue whose head we read only in part, with an operator left free: skills kept them
+        # from every caller read so far, so read further before deciding.
+        while short := round_.read_in_part(plan):
+            round_.read(short)
+            plan = round_.plan()
+        widening = routing.next_widening_at(round_.snapshots(), round_.operators, round_.rules(), plan, now)
+        return OrganisationRound(_apply(session, plan, round_.calls, round_.queues, now), widening)
+
+
+class _Round:
+    """What one organisation's round has read so far; reading more of the queues' heads."""
+
+    def __init__(self, session: Session, now: datetime, operators: list[routing.OperatorSnapshot]) -> None:
+        self.session = session
+        self.now = now
+        self.operators = operators
+        self.limits: dict[int, int] = {}
+        self.calls: dict[int, Call] = {}
+        self.queues: dict[int, _Rules] = {}
+        self.missed: dict[int, set[int]] = {}
+        self._with_answered = self._with_skills = False
+
+    def read(self, limits: dict[int, int]) -> None:
+        """Read up to `limits[queue]` callers of each queue, with what deciding for them needs."""
+        self.limits.update(limits)
+        more = _load_waiting_calls(self.session, limits, self.now)
+        self.missed.update(_missed_by(self.session, [cid for cid in more if cid not in self.calls]))
+        self.calls.update(more)
+        new_queues = {c.queue_id for c in more.values() if c.queue_id and c.queue_id not in self.queues}
+        if new_queues:
+            self.queues.update(_load_queue_rules(self.session, sorted(new_queues)))
+        self._enrich()
+
+    def _enrich(self) -> None:
+        # Only what a strategy or a requirement will look at: fair counts answered calls, and
+        # skills matter only when a queue or a caller asks for some.
+        if not self._with_answered and any(r.rules.strategy == routing.FAIR for r in self.queues.values()):
+            timezone = next(iter(self.queues.values())).timezone
+            self.operators = _with_answered_today(self.session, timezone, self.operators, self.now)
+            self._with_answered = True
+        needs_skills = any(r.rules.required_skills for r in self.queues.values()) or any(
+            c.required_skills for c in self.calls.values()
+        )
+        if needs_skills and not self._with_skills:
+            self.operators = _with_skills(self.session, self.operators)
+            self._with_skills = True
+
+    def snapshots(self) -> list[routing.WaitingCall]:
+        return [_snapshot(c, self.missed) for c in self.calls.values()]
+
+    def rules(self) -> dict[int, routing.QueueRules]:
+        return {qid: r.rules for qid, r in self.queues.items()}
+
+    def plan(self) -> list[routing.PlannedOffer]:
+        return routing.plan_offers(self.snapshots(), self.operators, self.rules(), self.now)
+
+    def read_in_part(self, plan: list[routing.PlannedOffer]) -> dict[int, int]:
+        """Queues with an operator the plan left free whose head was read only up to its limit:
+        the larger limits to read them to."""
+        chosen = {uid for p in plan for uid in p.user_ids}
+        left = {qid for op in self.operators if op.user_id not in chosen for qid in op.queue_ids}
+        loaded: dict[int, int] = defaultdict(int)
+        for c in self.calls.values():
+            loaded[c.queue_id or 0] += 1
+        limits = self.limits
+        return {qid: limits[qid] * 4 for qid in left if qid in limits and loaded[qid] >= limits[qid]}
 
 
 def _snapshot(call: Call, missed: dict[int, set[int]]) -> routing.WaitingCall:
@@ -272,61 +334,68 @@ def _snapshot(call: Call, missed: dict[int, set[int]]) -> routing.WaitingCall:
     )
 
 
-def _load_operators(
-    session: Session, organisation_id: int
-) -> tuple[list[routing.OperatorSnapshot], dict[int, set[int]]]:
-    statuses = session.scalars(
-        select(OperatorStatus)
+def _load_operators(session: Session, organisation_id: int) -> list[routing.OperatorSnapshot]:
+    """The organisation's available operators with their log-ins, in one statement.
+
+    On PostgreSQL their status rows are locked (`FOR UPDATE OF operator_statuses SKIP LOCKED`): one
+    that another transaction holds is left for the next round. Skills are added later, and only
+    when some queue or caller needs them (`_with_skills`).
+    """
+    rows = session.execute(
+        select(OperatorStatus, User, QueueLogin.queue_id, QueueLogin.logged_in_at)
+        .join(User, User.id == OperatorStatus.user_id)
+        .join(QueueLogin, QueueLogin.user_id == OperatorStatus.user_id)
         .where(
             OperatorStatus.state == OpState.AVAILABLE.value,
             OperatorStatus.organisation_id == organisation_id,
         )
-        .order_by(OperatorStatus.user_id)
-        .with_for_update(skip_locked=True)
+        .order_by(OperatorStatus.user_id, QueueLogin.queue_id)
+        .with_for_update(skip_locked=True, of=OperatorStatus)
     ).all()
-    if not statuses:
-        return [], {}
-    ids = [s.user_id for s in statuses]
-    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
+    found: dict[int, tuple[OperatorStatus, User]] = {}
     logins: dict[int, set[int]] = defaultdict(set)
     logged_in_at: dict[int, datetime] = {}
-    for login in session.scalars(select(QueueLogin).where(QueueLogin.user_id.in_(ids))):
-        logins[login.user_id].add(login.queue_id)
-        first = logged_in_at.get(login.user_id)
-        logged_in_at[login.user_id] = login.logged_in_at if first is None else min(first, login.logged_in_at)
+    for status, user, queue_id, at in rows:
+        found[status.user_id] = (status, user)
+        logins[status.user_id].add(queue_id)
+        first = logged_in_at.get(status.user_id)
+        logged_in_at[status.user_id] = at if first is None else min(first, at)
+    snapshots = []
+    for user_id, (status, user) in found.items():
+        if not user.is_active or offers.device_of(user) is None:
+            continue
+        # Idle since the end of the last call, but not since before the current log-in.
+        candidates = [t for t in (status.last_call_ended_at, logged_in_at.get(user_id)) if t]
+        snapshots.append(
+            routing.OperatorSnapshot(
+                user_id=user_id,
+                state=status.state,
+                queue_ids=frozenset(logins[user_id]),
+                idle_since=max(candidates) if candidates else None,
+            )
+        )
+    return snapshots
+
+
+def _with_skills(
+    session: Session, operators: list[routing.OperatorSnapshot]
+) -> list[routing.OperatorSnapshot]:
+    """The operators with their skills (name -> level)."""
     skills: dict[int, dict[str, int]] = defaultdict(dict)
     for user_id, name, level in session.execute(
         select(UserSkill.user_id, Skill.name, UserSkill.level)
         .join(Skill, Skill.id == UserSkill.skill_id)
-        .where(UserSkill.user_id.in_(ids))
+        .where(UserSkill.user_id.in_([op.user_id for op in operators]))
     ):
         skills[user_id][name] = level
-
-    snapshots = []
-    for status in statuses:
-        user = users.get(status.user_id)
-        if user is None or not user.is_active or offers.device_of(user) is None or not logins[status.user_id]:
-            continue
-        # Idle since the end of the last call, but not since before the current log-in.
-        candidates = [t for t in (status.last_call_ended_at, logged_in_at.get(status.user_id)) if t]
-        snapshots.append(
-            routing.OperatorSnapshot(
-                user_id=status.user_id,
-                state=status.state,
-                queue_ids=frozenset(logins[status.user_id]),
-                skills=skills[status.user_id],
-                idle_since=max(candidates) if candidates else None,
-            )
-        )
-    return snapshots, logins
+    return [replace(op, skills=skills[op.user_id]) for op in operators]
 
 
 def _with_answered_today(
-    session: Session, organisation_id: int, operators: list[routing.OperatorSnapshot], now: datetime
+    session: Session, timezone: str, operators: list[routing.OperatorSnapshot], now: datetime
 ) -> list[routing.OperatorSnapshot]:
     """The operators with their calls answered per queue since the start of the organisation's day."""
-    zone = session.scalar(select(Organisation.timezone).where(Organisation.id == organisation_id)) or "UTC"
-    since = routing.start_of_day(now, zone)
+    since = routing.start_of_day(now, timezone or "UTC")
     counts: dict[int, dict[int, int]] = defaultdict(dict)
     for user_id, queue_id, n in session.execute(
         select(Call.answered_by_id, Call.queue_id, func.count())
@@ -361,26 +430,26 @@ def _load_waiting_calls(session: Session, limits: dict[int, int], now: datetime)
 
 
 def _load_queue_rules(session: Session, queue_ids: list[int]) -> dict[int, _Rules]:
-    queues = list(session.scalars(select(Queue).where(Queue.id.in_(queue_ids))))
+    """The queues' rules, their required skills and their organisation's time zone: one statement
+    (one more for round robin's memory, when a queue uses it)."""
+    rows = session.execute(
+        select(Queue, Organisation.timezone, Skill.name, QueueSkill.min_level)
+        .join(Organisation, Organisation.id == Queue.organisation_id)
+        .outerjoin(QueueSkill, QueueSkill.queue_id == Queue.id)
+        .outerjoin(Skill, Skill.id == QueueSkill.skill_id)
+        .where(Queue.id.in_(queue_ids))
+        .order_by(Queue.id)
+    ).all()
+    queues: dict[int, tuple[Queue, str]] = {}
     required: dict[int, dict[str, int]] = defaultdict(dict)
-    for queue_id, name, level in session.execute(
-        select(QueueSkill.queue_id, Skill.name, QueueSkill.min_level)
-        .join(Skill, Skill.id == QueueSkill.skill_id)
-        .where(QueueSkill.queue_id.in_(queue_ids))
-    ):
-        required[queue_id][name] = level
-    last_offered: dict[int, int] = {}
-    # Round robin's memory: only those queues need it, and it reads every log-in of the queue.
-    remembering = [q.id for q in queues if q.strategy == routing.ROUND_ROBIN]
-    if remembering:
-        for queue_id, user_id in session.execute(
-            select(QueueLogin.queue_id, QueueLogin.user_id)
-            .where(QueueLogin.queue_id.in_(remembering), QueueLogin.last_offered_at.is_not(None))
-            .order_by(QueueLogin.last_offered_at, QueueLogin.user_id)
-        ):
-            last_offered[queue_id] = user_id  # the last row per queue is the latest offer
+    for queue, timezone, name, level in rows:
+        queues[queue.id] = (queue, timezone)
+        if name is not None:
+            required[queue.id][name] = level
+    remembering = [q.id for q, _tz in queues.values() if q.strategy == routing.ROUND_ROBIN]
+    last_offered = _round_robin_memory(session, remembering)
     result: dict[int, _Rules] = {}
-    for queue in queues:
+    for queue, timezone in queues.values():
         result[queue.id] = _Rules(
             queue,
             routing.QueueRules(
@@ -391,8 +460,22 @@ def _load_queue_rules(session: Session, queue_ids: list[int]) -> dict[int, _Rule
                 skill_widen_after_seconds=queue.skill_widen_after_seconds,
                 last_offered_user_id=last_offered.get(queue.id),
             ),
+            timezone,
         )
     return result
+
+
+def _round_robin_memory(session: Session, queue_ids: list[int]) -> dict[int, int]:
+    """The operator each round-robin queue offered a call to last (it reads every log-in of them)."""
+    last_offered: dict[int, int] = {}
+    if queue_ids:
+        for queue_id, user_id in session.execute(
+            select(QueueLogin.queue_id, QueueLogin.user_id)
+            .where(QueueLogin.queue_id.in_(queue_ids), QueueLogin.last_offered_at.is_not(None))
+            .order_by(QueueLogin.last_offered_at, QueueLogin.user_id)
+        ):
+            last_offered[queue_id] = user_id  # the last row per queue is the latest offer
+    return last_offered
 
 
 def _apply(
@@ -501,8 +584,13 @@ def reclaim_expired_offers(now: datetime) -> int:
         return offers.reclaim_expired(session, now)
 
 
+def offer_deadline_query() -> Select[tuple[datetime | None]]:
+    """The earliest deadline of an offer still ringing."""
+    return select(func.min(Offer.deadline_at)).where(Offer.state == OfferState.RINGING.value)
+
+
 def next_offer_deadline(session: Session) -> datetime | None:
-    return session.scalar(select(func.min(Offer.deadline_at)).where(Offer.state == OfferState.RINGING.value))
+    return session.scalar(offer_deadline_query())
 
 
 # --- waking the worker ---------------------------------------------------------------------------

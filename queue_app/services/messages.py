@@ -34,7 +34,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..domain import message_templates as templates
@@ -529,16 +529,19 @@ def _due(now: datetime) -> Any:
     )
 
 
-def next_due(session: Session) -> datetime | None:
-    """When `send_due` next has work (a retry, or a claim to take back); None when nothing waits."""
-    return session.scalar(
-        select(func.min(SentMessage.next_attempt_at)).where(
-            or_(
-                SentMessage.status == MessageStatus.QUEUED.value,
-                and_(SentMessage.status == MessageStatus.SENDING.value, SentMessage.provider_id.is_(None)),
-            )
+def next_due_query() -> Select[tuple[datetime | None]]:
+    """The earliest instant a message waits for: `send_due` has work once it has come."""
+    return select(func.min(SentMessage.next_attempt_at)).where(
+        or_(
+            SentMessage.status == MessageStatus.QUEUED.value,
+            and_(SentMessage.status == MessageStatus.SENDING.value, SentMessage.provider_id.is_(None)),
         )
     )
+
+
+def next_due(session: Session) -> datetime | None:
+    """When `send_due` next has work (a retry, or a claim to take back); None when nothing waits."""
+    return session.scalar(next_due_query())
 
 
 @dataclass(frozen=True, slots=True)

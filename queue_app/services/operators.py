@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, Subquery, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
+from ..db import UTCDateTime
 from ..domain.states import Operator as OpState
 from ..domain.states import is_final, operator_can_move
 from ..extensions import db
@@ -329,15 +330,15 @@ def end_due_wrap_ups(now: datetime) -> int:
         return len(due)
 
 
-def _console_deadlines(session: Session, timeout_seconds: int) -> dict[int, datetime]:
-    """When each logged-in browser operator's console counts as vanished.
-
-    Only operators whose console has sent a heartbeat at least once are watched (a phone-number
-    device has no console). Last seen is the later of the last heartbeat and the latest log-in, so
-    an operator who logs in again with an old heartbeat on record is not thrown out at once.
-    """
-    rows = session.execute(
-        select(OperatorStatus.user_id, OperatorStatus.last_heartbeat_at, func.max(QueueLogin.logged_in_at))
+def _watched_consoles() -> Select[tuple[int, datetime, Any]]:
+    """Logged-in browser operators whose console has sent a heartbeat at least once (a phone-number
+    device has no console): user id, last heartbeat, latest log-in."""
+    return (
+        select(
+            OperatorStatus.user_id,
+            OperatorStatus.last_heartbeat_at,
+            func.max(QueueLogin.logged_in_at).label("logged_in_at"),
+        )
         .join(QueueLogin, QueueLogin.user_id == OperatorStatus.user_id)
         .join(User, User.id == OperatorStatus.user_id)
         .where(
@@ -347,7 +348,27 @@ def _console_deadlines(session: Session, timeout_seconds: int) -> dict[int, date
             User.client_identity != "",
         )
         .group_by(OperatorStatus.user_id, OperatorStatus.last_heartbeat_at)
-    ).all()
+    )
+
+
+def console_last_seen() -> Subquery:
+    """Each watched console's last sign of life, as `last_seen` (the worker's agenda reads its
+    minimum; the console counts as vanished `timeout` seconds after it)."""
+    watched = _watched_consoles().subquery()
+    later = case(
+        (watched.c.logged_in_at > watched.c.last_heartbeat_at, watched.c.logged_in_at),
+        else_=watched.c.last_heartbeat_at,
+    )
+    return select(type_coerce(later, UTCDateTime()).label("last_seen")).subquery()
+
+
+def _console_deadlines(session: Session, timeout_seconds: int) -> dict[int, datetime]:
+    """When each watched console counts as vanished.
+
+    Last seen is the later of the last heartbeat and the latest log-in, so an operator who logs in
+    again with an old heartbeat on record is not thrown out at once.
+    """
+    rows = session.execute(_watched_consoles()).all()
     timeout = timedelta(seconds=timeout_seconds)
     deadlines = {}
     for user_id, heartbeat, logged_in in rows:
@@ -399,10 +420,13 @@ def _aware(value: datetime | str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def wrap_up_end_query() -> Select[tuple[datetime | None]]:
+    """The earliest end of a wrap-up in progress."""
+    return select(func.min(OperatorStatus.wrap_up_until)).where(OperatorStatus.state == OpState.WRAP_UP.value)
+
+
 def next_wrap_up_end(session: Session) -> datetime | None:
-    return session.scalar(
-        select(func.min(OperatorStatus.wrap_up_until)).where(OperatorStatus.state == OpState.WRAP_UP.value)
-    )
+    return session.scalar(wrap_up_end_query())
 
 
 def view(user_id: int) -> OperatorView | None:

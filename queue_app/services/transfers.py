@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain import prompts_text
@@ -293,13 +293,16 @@ def claim_due(now: datetime) -> list[PendingRedirect]:
     return due
 
 
-def next_attempt(session: Session) -> datetime | None:
-    return session.scalar(
-        select(func.min(Transfer.next_attempt_at)).where(
-            Transfer.kind == TransferKind.BLIND.value,
-            Transfer.state.in_((TransferState.DIALING.value, TransferState.CAMPED_ON.value)),
-        )
+def next_attempt_query() -> Select[tuple[datetime | None]]:
+    """The earliest next attempt of a blind transfer still dialling or camped on."""
+    return select(func.min(Transfer.next_attempt_at)).where(
+        Transfer.kind == TransferKind.BLIND.value,
+        Transfer.state.in_((TransferState.DIALING.value, TransferState.CAMPED_ON.value)),
     )
+
+
+def next_attempt(session: Session) -> datetime | None:
+    return session.scalar(next_attempt_query())
 
 
 def redirect_failed(transfer_id: int, now: datetime, reason: str) -> None:

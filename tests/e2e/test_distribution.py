@@ -32,6 +32,7 @@ from queue_app.models import (
 )
 from queue_app.services import operators
 from queue_app.sim import CallerScript, ClientDevice, Emulator
+from queue_app.sim.simulate import WorkerTick, bind_emulator, route_number
 
 from ..factories import make_membership, make_number, make_queue
 from .scenario import Switchboard, make_switchboard
@@ -87,19 +88,21 @@ def ringing_overlaps(offers: list[Offer]) -> list[tuple[int, int]]:
     return clashes
 
 
+@pytest.mark.parametrize("strategy", ["fair", "round_robin"])
 def test_it_spreads_a_morning_of_calls_evenly_over_the_operators(
     app: Flask,
     clock: ManualClock,
     emulator: Emulator,
     incoming_number: Callable[[str], str],
     database_url: str,
+    strategy: str,
 ) -> None:
     if not database_url.startswith("sqlite"):
         # About 800 worker rounds: the decision is the same on both backends, and PostgreSQL's
         # concurrency has its own tests (test_dispatch, tests/stress); keep the suite fast.
         pytest.skip("the morning runs on SQLite only")
     identities = ("op_anna", "op_bo", "op_cilla", "op_dan")
-    board = staffed(app, clock, emulator, identities, strategy="fair", wrap_up_seconds=20)
+    board = staffed(app, clock, emulator, identities, strategy=strategy, wrap_up_seconds=20)
     number = incoming_number(board.number)
     rng = random.Random(11)
     calls = []
@@ -116,7 +119,7 @@ def test_it_spreads_a_morning_of_calls_evenly_over_the_operators(
     assert None not in answered and sum(answered.values()) == 60
     assert set(answered) == set(board.operators.values())
     spread = max(answered.values()) - min(answered.values())
-    print(f"answered per operator: {sorted(answered.values())}, spread {spread}")
+    print(f"{strategy}: answered per operator: {sorted(answered.values())}, spread {spread}")
     assert spread <= 1, answered
     assert clashes == []
     assert emulator.errors == []
@@ -212,7 +215,6 @@ def test_it_keeps_a_caller_for_the_skilled_operator_then_widens_to_the_others(
     with app.app_context():
         assert answered_by(first.sid) == ids["op_erik"]
     second = emulator.place_call(CALLER, number, CallerScript(talk_for=30))
-    arrived = emulator.now()
     emulator.advance(100)
     with app.app_context():
         # Erik is busy; Anna and Bo are free but not yet good enough.
@@ -221,10 +223,42 @@ def test_it_keeps_a_caller_for_the_skilled_operator_then_widens_to_the_others(
     with app.app_context():
         assert answered_by(second.sid) == ids["op_anna"]
         (anna_offer,) = offers_of(ids["op_anna"])
-        # Offered once two widening steps (5 -> 3) had passed, and not to Bo, who has no English.
-        waited = (anna_offer.created_at - arrived).total_seconds()
-        assert 120 <= waited <= 150, waited
+        # Offered the instant two widening steps (5 -> 3) had passed, and not to Bo (no English).
+        with db.transaction() as session:
+            entered = session.scalar(select(Call.entered_queue_at).where(Call.call_sid == second.sid))
+        assert entered is not None
+        assert anna_offer.created_at == entered + timedelta(seconds=120)
         assert offers_of(ids["op_bo"]) == []
+    assert emulator.errors == []
+
+
+def test_it_widens_at_the_instant_the_wait_passes_not_at_the_next_sweep(
+    app: Flask, clock: ManualClock
+) -> None:
+    # The worker as `run_forever` runs it: on a wake, at the deadline it named, and otherwise only
+    # every 45 s here (a slow periodic sweep), so an instant noticed only by the sweep would show.
+    tick = WorkerTick(app, interval=45.0)
+    emulator = bind_emulator(app, clock, tick=tick)
+    board = staffed(app, clock, emulator, ("op_anna", "op_bo"), strategy="fair", skill_widen_after_seconds=50)
+    ids = board.operators
+    with app.app_context():
+        give_skill(ids["op_anna"], "engelska", 2)  # three steps below 5: at 150 s of waiting
+        give_skill(ids["op_bo"], "engelska", 3)  # two steps below 5: at 100 s of waiting
+        with db.transaction() as session:
+            skill = session.scalar(select(Skill).where(Skill.name == "engelska"))
+            assert skill is not None
+            session.add(QueueSkill(queue_id=board.queue_id, skill_id=skill.id, min_level=5))
+    route_number(app, emulator, board.number)
+    call = emulator.place_call(CALLER, board.number, CallerScript(talk_for=30))
+    assert call.wait_until(lambda: call.bridged_with is not None, timeout=300)
+    with app.app_context(), db.transaction() as session:
+        row = session.scalar(select(Call).where(Call.call_sid == call.sid))
+        assert row is not None and row.entered_queue_at is not None
+        entered = row.entered_queue_at
+    (offer,) = offers_of()
+    assert offer.user_id == ids["op_bo"]
+    assert offer.created_at == entered + timedelta(seconds=100)
+    assert tick.reasons.get("deadline", 0) >= 1
     assert emulator.errors == []
 
 
@@ -280,6 +314,36 @@ def test_it_logs_out_an_operator_who_lets_two_offers_ring_out(
     with app.app_context():
         assert answered_by(call.sid) == ids["op_bo"]
         assert len(offers_of(ids["op_anna"])) == 2
+    assert emulator.errors == []
+
+
+def test_it_counts_declines_apart_and_starts_again_after_an_answer(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    board = staffed(app, clock, emulator, ("op_anna",), max_missed_offers=3)
+    anna = board.operators["op_anna"]
+    number = incoming_number(board.number)
+    emulator.register_client("op_anna", ClientDevice(mode="decline"))
+    first = emulator.place_call(CALLER, number, CallerScript(talk_for=20))
+    # The one-person switchboard rings Anna again after each decline; two declines, then she answers.
+    assert first.wait_until(lambda: len(offers_of(anna)) == 2, timeout=60)
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=2))
+    assert first.wait_until(lambda: first.bridged_with is not None, timeout=60)
+    with app.app_context():
+        assert [o.state for o in offers_of(anna)] == ["declined", "declined", "accepted"]
+        row = status(anna)
+        # Counted apart from rings that went unanswered, and reset by the answer.
+        assert (row.missed_no_answer, row.missed_declined, row.missed_unreachable) == (0, 0, 0)
+    assert first.wait_until(lambda: first.status == "completed", timeout=120)
+    emulator.register_client("op_anna", ClientDevice(mode="decline"))
+    second = emulator.place_call(CALLER, number, CallerScript(talk_for=20))
+    emulator.advance(120)
+    with app.app_context():
+        row = status(anna)
+        assert (row.state, row.logged_out_reason) == ("offline", operators.REASON_MISSED_OFFERS)
+        assert (row.missed_no_answer, row.missed_declined) == (0, 3)
+        assert [o.state for o in offers_of(anna)][3:] == ["declined"] * 3
+        assert answered_by(second.sid) is None
     assert emulator.errors == []
 
 

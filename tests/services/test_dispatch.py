@@ -268,6 +268,34 @@ def test_it_widens_skills_after_the_queues_wait(ctx: None, clock: ManualClock) -
     assert call_state(call_id) == "offered"
 
 
+def test_it_names_the_widening_instant_as_the_workers_next_deadline(
+    ctx: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from queue_app.models import Skill, UserSkill
+
+    rest = FakeRest()
+    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: rest))
+    now = clock.now()
+    qid, (anna,) = _queue_with_operators("fair", 1, now, skill_widen_after_seconds=60)
+    with db.transaction() as session:
+        queue = session.get(Queue, qid)
+        assert queue is not None
+        skill = Skill(organisation_id=queue.organisation_id, name="english")
+        session.add(skill)
+        session.flush()
+        session.add(UserSkill(user_id=anna, skill_id=skill.id, level=3))
+    call_id = _add_call(qid, now, waited=30, required_skills={"english": 5})
+    widened = now + timedelta(seconds=90)  # 120 s of waiting: two steps, 5 -> 3
+    assert dispatch.dispatch_round(now).next_widening_at == widened
+    assert worker.run_pending(now) == widened
+    assert worker.run_pending(widened - timedelta(microseconds=1)) == widened
+    assert call_state(call_id) == "waiting"
+    worker.run_pending(widened)
+    assert call_state(call_id) == "offered"
+    assert operator_state(anna) == "ringing"
+    assert len(rest.redirects) == 1
+
+
 def test_it_reclaims_offers_past_their_deadline(ctx: None, clock: ManualClock) -> None:
     now = clock.now()
     qid, (anna,) = _queue_with_operators("fair", 1, now, ring_timeout_seconds=20)

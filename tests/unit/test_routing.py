@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -290,3 +291,127 @@ def test_it_rings_the_same_operator_again_when_nobody_else_can_take_the_call() -
     anna = OperatorSnapshot(1, "available", frozenset({10}))
     plan = plan_offers([call], [anna], {10: QueueRules(10, strategy="fair")}, now)
     assert [offer.user_ids for offer in plan] == [(1,)]
+
+
+# --- more strategies on hand-made states ------------------------------------------------------------
+
+
+def test_it_starts_round_robin_at_the_lowest_user_id_without_memory() -> None:
+    ops = [op(5), op(3), op(9)]
+    assert offered(plan_offers([call(10)], ops, rules("round_robin"), NOW)) == [(10, (3,))]
+
+
+def test_it_rings_every_available_operator_when_parallel_count_exceeds_them() -> None:
+    ops = [op(1, idle=10), op(2, idle=20), op(3, state="on_call")]
+    plan = plan_offers([call(10)], ops, rules("parallel", parallel_count=5), NOW)
+    assert offered(plan) == [(10, (2, 1))]
+
+
+def test_it_rings_at_least_one_operator_when_parallel_count_is_zero() -> None:
+    plan = plan_offers([call(10)], [op(1), op(2, idle=90)], rules("parallel", parallel_count=0), NOW)
+    assert offered(plan) == [(10, (2,))]
+
+
+def test_it_shares_parallel_groups_out_among_several_calls() -> None:
+    ops = [op(i, idle=10 * i) for i in range(1, 6)]
+    calls = [call(10, waited=90), call(11, waited=30)]
+    plan = plan_offers(calls, ops, rules("parallel", parallel_count=3), NOW)
+    assert offered(plan) == [(10, (5, 4, 3)), (11, (2, 1))]
+
+
+def test_it_falls_back_to_longest_idle_for_a_strategy_it_does_not_know() -> None:
+    ops = [op(1, idle=10), op(2, idle=500)]
+    assert offered(plan_offers([call(10)], ops, rules("lottery"), NOW)) == [(10, (2,))]
+
+
+def test_it_serves_first_come_first_served_within_a_queue() -> None:
+    calls = [call(10, waited=30), call(11, waited=90), call(12, waited=60)]
+    plan = plan_offers(calls, [op(1), op(2, idle=90)], rules("longest_idle"), NOW)
+    assert offered(plan) == [(11, (2,)), (12, (1,))]
+
+
+def test_it_leaves_a_call_of_a_queue_without_rules_waiting() -> None:
+    assert plan_offers([call(10, queue_id=7)], [op(1, queues=(7,))], rules("fair"), NOW) == []
+
+
+def test_it_rings_only_those_who_have_not_missed_the_call_when_ringing_all() -> None:
+    missed = WaitingCall(10, Q, 0, NOW - timedelta(seconds=60), missed_by=frozenset({2}))
+    plan = plan_offers([missed], [op(1), op(2, idle=500), op(3, idle=30)], rules("ring_all"), NOW)
+    assert offered(plan) == [(10, (1, 3))]
+
+
+def test_it_rings_only_the_best_matched_tier_when_ringing_all() -> None:
+    ops = [op(1, skills={"en": 5}), op(2, skills={"en": 5}, idle=10), op(3, skills={"en": 4}, idle=900)]
+    queue = rules("ring_all", skill_widen_after_seconds=10)
+    assert offered(plan_offers([call(10, waited=100, en=5)], ops, queue, NOW)) == [(10, (1, 2))]
+
+
+# --- when widening next changes the plan ---------------------------------------------------------------
+
+
+def test_it_names_the_instant_widening_lets_a_free_operator_take_the_call() -> None:
+    waiting = call(10, waited=30, en=5)
+    ops = [op(1, skills={"en": 3}), op(2, skills={"en": 1})]
+    queue = rules("fair", skill_widen_after_seconds=60)
+    plan = plan_offers([waiting], ops, queue, NOW)
+    assert plan == []
+    # Anna's level 3 is two steps below 5: at 120 s of waiting, 90 s from now.
+    assert routing.next_widening_at([waiting], ops, queue, plan, NOW) == NOW + timedelta(seconds=90)
+
+
+def test_it_names_the_instant_the_skill_is_dropped_for_an_operator_without_it() -> None:
+    waiting = call(10, waited=0, en=3)
+    queue = rules("fair", skill_widen_after_seconds=30)
+    assert routing.next_widening_at([waiting], [op(1)], queue, [], NOW) == NOW + timedelta(seconds=90)
+
+
+def test_it_times_widening_from_the_longest_waiting_call_with_the_same_needs() -> None:
+    calls = [call(10, waited=10, en=4), call(11, waited=50, en=4), call(12, waited=5, en=2)]
+    ops = [op(1, skills={"en": 1})]
+    queue = rules("fair", skill_widen_after_seconds=60)
+    # Call 12 needs one step less (60 s from its entry, 55 s from now); call 11 needs three (130 s).
+    assert routing.next_widening_at(calls, ops, queue, [], NOW) == NOW + timedelta(seconds=55)
+
+
+def test_it_names_no_widening_instant_when_nothing_can_widen() -> None:
+    waiting = call(10, waited=30, en=5)
+    widening = rules("fair", skill_widen_after_seconds=60)
+    skilled = [op(1, skills={"en": 2})]
+    assert routing.next_widening_at([waiting], skilled, rules("fair"), [], NOW) is None  # no period
+    assert routing.next_widening_at([call(10, waited=30)], skilled, widening, [], NOW) is None  # no needs
+    assert routing.next_widening_at([waiting], [op(1, queues=(2,))], widening, [], NOW) is None  # elsewhere
+    busy = [op(1, skills={"en": 2}, state="on_call")]
+    assert routing.next_widening_at([waiting], busy, widening, [], NOW) is None  # nobody free
+
+
+def test_it_names_no_widening_instant_for_calls_and_operators_the_plan_already_used() -> None:
+    ops = [op(1, skills={"en": 5}), op(2, skills={"en": 1})]
+    queue = rules("fair", skill_widen_after_seconds=60)
+    served = call(10, waited=30, en=5)
+    plan = plan_offers([served], ops, queue, NOW)
+    assert offered(plan) == [(10, (1,))]
+    assert routing.next_widening_at([served], ops, queue, plan, NOW) is None
+    waiting = call(11, waited=30, en=5)
+    plan = plan_offers([served, waiting], ops[:1], queue, NOW)
+    # The only operator is taken by the call ahead; no widening can help the second one.
+    assert routing.next_widening_at([served, waiting], ops[:1], queue, plan, NOW) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(calls=calls_st, ops=operators_st, queues=rules_st)
+def test_it_offers_nothing_more_until_the_widening_instant_and_something_then(
+    calls: list[WaitingCall], ops: list[OperatorSnapshot], queues: dict[int, QueueRules]
+) -> None:
+    plan = plan_offers(calls, ops, queues, NOW)
+    at = routing.next_widening_at(calls, ops, queues, plan, NOW)
+    # The plan applied: its calls are offered, its operators ring.
+    left = [c for c in calls if c.call_id not in {p.call_id for p in plan}]
+    ringing = {uid for p in plan for uid in p.user_ids}
+    after = [replace(o, state="ringing") if o.user_id in ringing else o for o in ops]
+    assert plan_offers(left, after, queues, NOW) == []
+    if at is None:
+        assert plan_offers(left, after, queues, NOW + timedelta(days=365)) == []
+        return
+    assert at > NOW
+    assert plan_offers(left, after, queues, at - timedelta(microseconds=1)) == []
+    assert plan_offers(left, after, queues, at) != []
