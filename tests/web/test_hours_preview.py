@@ -56,15 +56,17 @@ def test_it_previews_easter_2027_in_swedish_with_local_times_and_reasons(
     clock.set(utc("2027-03-25 09:00"))  # Maundy Thursday, 10:00 CET
     as_user(client, personas.alice.email)
     lines = preview(html(client.get(f"/admin/schedules/{schedule_id}")))
+    # While closed, only a change of reason is listed (Påskdagen and Annandag påsk are one holiday
+    # stretch); the queue opens again on Tuesday at 08:00 on the wall, CEST by then.
     assert lines[:8] == [
         "torsdag 25 mars 17:00 stänger",
-        "fredag 26 mars 00:00 stängt (helgdag) – Långfredagen",
-        "lördag 27 mars 00:00 stänger",
-        "söndag 28 mars 00:00 stängt (helgdag) – Påskdagen",
-        "måndag 29 mars 00:00 stängt (helgdag) – Annandag påsk",
-        "tisdag 30 mars 00:00 stänger",
-        "tisdag 30 mars 08:00 öppnar",  # CEST now: 06:00 UTC, still 08:00 on the wall
+        "fredag 26 mars 00:00 fortfarande stängt, nu för helgdag – Långfredagen",
+        "lördag 27 mars 00:00 fortfarande stängt, nu utanför öppettiderna",
+        "söndag 28 mars 00:00 fortfarande stängt, nu för helgdag – Påskdagen",
+        "tisdag 30 mars 00:00 fortfarande stängt, nu utanför öppettiderna",
+        "tisdag 30 mars 08:00 öppnar",
         "tisdag 30 mars 17:00 stänger",
+        "onsdag 31 mars 08:00 öppnar",
     ]
 
 
@@ -78,9 +80,10 @@ def test_it_previews_the_first_monday_meeting_in_english(
     clock.set(utc("2027-01-29 09:00"))  # Friday
     as_user(client, personas.alice.email)
     lines = preview(html(client.get(f"/admin/schedules/{schedule_id}")))
+    # The meeting keeps the first Monday closed until 10:00, so the queue opens at 10, not at 8.
     assert lines[:4] == [
         "Friday 29 Jan 17:00 closes",
-        "Monday 1 Feb 08:00 closes – Personalmöte",
         "Monday 1 Feb 10:00 opens",
         "Monday 1 Feb 17:00 closes",
+        "Tuesday 2 Feb 08:00 opens",
     ]
