@@ -25,7 +25,7 @@ from sqlalchemy import (
     false,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
 
 from .db import Base, UTCDateTime, utcnow
 from .domain.states import FINAL_CALL_STATES as FINAL_CALL_STATES
@@ -655,6 +655,8 @@ class Transfer(Base):
     kind: Mapped[str] = mapped_column(String(8), default=TransferKind.BLIND.value)
     state: Mapped[str] = mapped_column(String(16), default=TransferState.DIALING.value)
     attempts: Mapped[int] = mapped_column(default=0)
+    # A blind transfer: until when the caller camps on. A consult has no camp-on and uses the same
+    # column as `alone_check_at` (below).
     camp_on_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     recall_reason: Mapped[str | None] = mapped_column(String(32))
@@ -663,6 +665,9 @@ class Transfer(Base):
     # A consult (services/consult.py): the conference the caller waits in, the colleague's leg.
     conference_sid: Mapped[str | None] = mapped_column(String(64))
     consult_call_sid: Mapped[str | None] = mapped_column(String(64))
+    # A consult: when the worker looks whether the caller sits alone in the conference (the safety
+    # net of services/consult.py). Stored in `camp_on_until`, which a consult does not use.
+    alone_check_at: Mapped[datetime | None] = synonym("camp_on_until")
 
 
 class Recording(Base):

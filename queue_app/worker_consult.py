@@ -1,12 +1,15 @@
 """The worker's half of a consult: the REST requests of each step (services/consult.py), after commit.
 
 GATHER  redirect the operator's leg (the child of the caller's Dial) into the conference
-DIAL    hold the caller with the queue's hold music, keep the conference when the operator leaves,
-        and add the colleague
+DIAL    keep the conference when the operator leaves (no operator there: recalled), hold the
+        caller with the queue's hold music, and add the colleague
 CONNECT the colleague now ends the conference when leaving; the caller is taken off hold; the
         operator is removed
 RESUME  hang up the colleague's leg (returned, caller gone), take the caller off hold, let the
-        operator's leaving end the call again, and tell the operator why they are back
+        operator's leaving end the call again, and tell the operator why they are back; or, when
+        the operator left, move the caller to `/twilio/consult/<id>/recall`
+CHECK   the safety net: list the conference's participants; a caller with nobody connected with
+        them is recalled (a colleague who still rings is hung up)
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ log = logging.getLogger("koe.worker.consult")
 GONE_CODES = frozenset({20404, 21220})
 
 
+class OperatorGone(Exception):
+    """GATHER or DIAL: the operator's leg has ended (or never reached the conference): the caller
+    would be left alone, so the call is recalled (services/consult.py `operator_gone`)."""
+
+
 def perform(steps: list[ConsultStep], now: datetime, rest: TwilioRest | None = None) -> int:
     """Run each step; a failed GATHER or DIAL ends the consult (the operator sees why)."""
     if not steps:
@@ -39,6 +47,9 @@ def perform(steps: list[ConsultStep], now: datetime, rest: TwilioRest | None = N
     for step in steps:
         try:
             _STEPS[step.step](rest, base, step, now)
+        except OperatorGone:
+            log.info("consult %s: %s found the operator's leg gone", step.transfer_id, step.step)
+            consult.operator_gone(step.transfer_id, step.step, now)
         except Exception as exc:  # one consult must not stop the others
             failed += 1
             reason = f"{type(exc).__name__}: {getattr(exc, 'code', '') or exc}"[:200]
@@ -50,14 +61,24 @@ def perform(steps: list[ConsultStep], now: datetime, rest: TwilioRest | None = N
 def _gather(rest: TwilioRest, base: str, step: ConsultStep, now: datetime) -> None:
     operator_leg = rest.child_in_progress(step.caller_sid)
     if operator_leg is None:
-        raise LookupError("the operator's leg is not in progress")
-    rest.redirect_call(operator_leg, f"{base}/twilio/consult/{step.transfer_id}/operator")
+        raise OperatorGone
+    try:
+        rest.redirect_call(operator_leg, f"{base}/twilio/consult/{step.transfer_id}/operator")
+    except TwilioRestException as exc:
+        if exc.code in GONE_CODES:
+            raise OperatorGone from exc
+        raise
 
 
 def _dial(rest: TwilioRest, base: str, step: ConsultStep, now: datetime) -> None:
     conference = step.conference_sid or ""
+    try:
+        rest.end_conference_on_exit(conference, OPERATOR, False)
+    except TwilioRestException as exc:
+        if exc.code in GONE_CODES:
+            raise OperatorGone from exc  # never joined (dropped on the way): nobody to consult for
+        raise
     rest.hold(conference, CALLER, True, absolute(base, step.hold_url))
-    rest.end_conference_on_exit(conference, OPERATOR, False)
     sid = rest.add_participant(
         conference,
         step.to_number,
@@ -99,6 +120,23 @@ def _resume(rest: TwilioRest, base: str, step: ConsultStep, now: datetime) -> No
         _quietly(lambda: rest.announce(conference, OPERATOR, announce))
 
 
+def _check(rest: TwilioRest, base: str, step: ConsultStep, now: datetime) -> None:
+    participants = rest.conference_participants(step.conference_name)
+    if participants is None or CALLER not in participants:
+        return  # no conference, or the caller is not in it
+    if any(label != CALLER and status == "connected" for label, status in participants.items()):
+        # Not alone: look again later, in case a leave callback never reaches us.
+        consult.look_again(step.transfer_id, now)
+        return
+    moved = consult.caller_alone(step.transfer_id, now)
+    if moved is None:
+        return
+    log.warning("consult %s: the caller was alone in the conference, recalled", step.transfer_id)
+    if moved.colleague_sid:
+        _quietly(lambda: rest.hang_up(moved.colleague_sid or ""))
+    _quietly(lambda: rest.redirect_call(moved.caller_sid, base + moved.path))
+
+
 def _quietly(request: Callable[[], object]) -> None:
     """A request about a leg or participant that may already be gone: gone is fine."""
     try:
@@ -108,4 +146,10 @@ def _quietly(request: Callable[[], object]) -> None:
             raise
 
 
-_STEPS = {Step.GATHER: _gather, Step.DIAL: _dial, Step.CONNECT: _connect, Step.RESUME: _resume}
+_STEPS = {
+    Step.GATHER: _gather,
+    Step.DIAL: _dial,
+    Step.CONNECT: _connect,
+    Step.RESUME: _resume,
+    Step.CHECK: _check,
+}

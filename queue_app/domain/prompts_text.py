@@ -298,6 +298,17 @@ def consult_back(language: str, name: str, reason: str) -> str:
     return said + _BACK_WITH_CALLER[lang]
 
 
+_CALLER_RECALLED = {
+    "sv": "Vi kopplar dig tillbaka till växeln.",
+    "en": "We are putting you back to the switchboard.",
+}
+
+
+def consult_caller_recalled(language: str) -> str:
+    """Said to a caller on hold whose operator left the consult: they go back to the switchboard."""
+    return _CALLER_RECALLED[language_or_default(language)]
+
+
 def camp_on_busy(language: str, name: str) -> str:
     """A caller camping on a busy colleague hears why and what happens next."""
     if language_or_default(language) == "en":

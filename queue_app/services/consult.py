@@ -20,7 +20,15 @@ the conference `koe-call-<call id>` and dials the colleague into it while the ca
 6. The caller hangs up: the conference ends with them; an active consult is canceled
    "caller_hung_up" and step RESUME hangs up a colleague who still rings.
 7. The operator hangs up while consulting: that hands the caller over (connect). While the
-   colleague still rings: the caller is recalled to the front of the queue.
+   colleague still rings, after pressing "back to the caller" before RESUME made their leaving end
+   the call, or before GATHER moved their leg: the caller is recalled (back to the operator if they
+   are free, else first in the queue) and first hears why (`/twilio/consult/<id>/recall`).
+8. The safety net: a caller must never sit alone in the conference. Conference events that may
+   leave them alone (the caller joins, anyone else leaves) set `alone_check_at` a few seconds ahead
+   (a deadline, ALONE_SECONDS); step CHECK then lists the conference's participants and recalls a
+   caller who has nobody connected with them, hanging up a colleague who still rings. While the
+   caller has company and the call goes on, CHECK looks again every ALONE_SECONDS, so a lost
+   participant-leave callback leaves nobody alone for long either.
 
 Every webhook is one transaction and idempotent: a step is claimed once (a conditional UPDATE of
 `next_attempt_at`), `attempts` counts the steps GATHER and DIAL so a duplicated join never dials
@@ -31,17 +39,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.orm import Session
 
+from ..domain import prompts_text
 from ..domain.states import Call as CallState
+from ..domain.states import is_final
 from ..extensions import db
 from ..models import Call, DirectoryEntry, Offer, OfferState, Organisation, Queue, Transfer, User
 from ..models import TransferKind as Kind
 from ..models import TransferState as State
+from ..telephony.twiml import Utterance, spoken
 from . import calls, offers, operators
 from .transfers import E164, recall
 
@@ -51,6 +62,9 @@ CALLER = "caller"
 OPERATOR = "operator"
 ACTIVE = (State.DIALING.value, State.CONSULTING.value)
 DIAL_TIMEOUT_SECONDS = 20
+# How long a caller may sit in the conference with nobody else before the worker looks (step CHECK).
+ALONE_SECONDS = 5
+OPERATOR_LEFT = "operator_left"
 # The colleague's CallStatus when they were never reached -> why the call came back.
 NOT_REACHED = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "no_answer"}
 # After these the operator is back with the caller and hears why.
@@ -73,6 +87,7 @@ class Step(StrEnum):
     DIAL = "dial"  # hold the caller, add the colleague
     CONNECT = "connect"  # the caller and the colleague talk, the operator leaves
     RESUME = "resume"  # the colleague is gone or never came: back to the caller
+    CHECK = "check"  # is the caller alone in the conference? then recall them
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +104,7 @@ class ConsultStep:
     hold_url: str = ""
     reason: str | None = None
     redirect_path: str | None = None
+    conference_name: str = ""
 
     @property
     def colleague_label(self) -> str:
@@ -103,8 +119,32 @@ class ConferenceSeat:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class CallerRecall:
+    """The caller goes back to the switchboard: first a sentence why, then `recall_path`."""
+
+    transfer_id: int
+
+    @property
+    def path(self) -> str:
+        return recall_path(self.transfer_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AloneRecall:
+    """Step CHECK found the caller alone: hang up a colleague who may still ring, move the caller."""
+
+    caller_sid: str
+    colleague_sid: str | None
+    path: str
+
+
 def conference_name(call_id: int) -> str:
     return f"koe-call-{call_id}"
+
+
+def recall_path(transfer_id: int) -> str:
+    return f"/twilio/consult/{transfer_id}/recall"
 
 
 def colleague_label(transfer_id: int) -> str:
@@ -176,6 +216,26 @@ def start_consult(
         return transfer.id
 
 
+RECALLED_CALL_STATES = (CallState.WAITING.value, CallState.OFFERED.value)
+
+
+def _recall_caller(session: Session, call: Call, transfer: Transfer, now: datetime, moment: str) -> None:
+    """Nobody is with the caller any more: the call is recalled as a blind transfer's (the operator
+    if they are free again, else first in the queue). Whoever calls this moves the caller's leg
+    (to `recall_path`). `moment`: when it happened, for the call's history."""
+    offers.move_call(
+        session,
+        call,
+        CallState.TRANSFERRING,
+        now,
+        "consult_operator_left",
+        transfer_id=transfer.id,
+        moment=moment,
+    )
+    operators.on_call_ended(session, call, now)
+    recall(session, transfer, call, OPERATOR_LEFT, now)
+
+
 def _operators_consult(session: Session, call_id: int, user_id: int) -> tuple[Call, Transfer]:
     call = session.get(Call, call_id, with_for_update=True)
     if call is None or call.state != CallState.CONNECTED.value or call.answered_by_id != user_id:
@@ -226,26 +286,31 @@ def _end(session: Session, call: Call, transfer: Transfer, state: State, reason:
 # --- webhooks ------------------------------------------------------------------------------------
 
 
-def caller_seat(group_key: str) -> ConferenceSeat | None:
-    """The caller's Dial (to the operator) ended: into the conference if a consult moved them."""
+def caller_seat(group_key: str, now: datetime) -> ConferenceSeat | CallerRecall | None:
+    """The caller's Dial (to the operator) ended: into the conference if a consult moved them.
+
+    When the operator's leg ended instead (they hung up before GATHER moved it, or GATHER found it
+    gone), the caller goes back to the switchboard rather than into an empty conference.
+    None: no consult of this connection, the Dial ended as any other (offers.finish_dial).
+    """
     with db.transaction() as session:
-        call_id = session.scalar(select(Offer.call_id).where(Offer.group_key == group_key).limit(1))
-        if call_id is None:
-            return None
-        transfer = session.scalars(
-            select(Transfer)
-            .where(
-                Transfer.call_id == call_id,
-                Transfer.kind == Kind.CONSULT.value,
-                Transfer.state.in_(ACTIVE),
-                Transfer.attempts > 0,
-            )
-            .limit(1)
+        offer = session.scalars(
+            select(Offer).where(Offer.group_key == group_key).order_by(Offer.id).limit(1)
         ).first()
-        state = session.scalar(select(Call.state).where(Call.id == call_id))
-        if transfer is None or state != CallState.CONNECTED.value:
-            return None
-        return ConferenceSeat(call_id, conference_name(call_id))
+        call = session.get(Call, offer.call_id, with_for_update=True) if offer is not None else None
+        transfer = _latest(session, call.id) if call is not None else None
+        if offer is None or call is None or transfer is None or transfer.created_at < offer.created_at:
+            return None  # no consult since this Dial began
+        if transfer.state in ACTIVE and call.state == CallState.CONNECTED.value:
+            if transfer.attempts > 0:
+                return ConferenceSeat(call.id, conference_name(call.id))
+            # GATHER never ran, so the operator hung up: no consult, the caller is recalled.
+            _recall_caller(session, call, transfer, now, "before_gather")
+            return CallerRecall(transfer.id)
+        if transfer.recall_reason == OPERATOR_LEFT and call.state in RECALLED_CALL_STATES:
+            # GATHER found the operator's leg gone and recalled the call: the caller follows.
+            return CallerRecall(transfer.id)
+        return None
 
 
 def operator_seat(transfer_id: int) -> ConferenceSeat | None:
@@ -257,22 +322,50 @@ def operator_seat(transfer_id: int) -> ConferenceSeat | None:
         return ConferenceSeat(transfer.call_id, conference_name(transfer.call_id))
 
 
-def record_conference_event(call_id: int, event: str, label: str, conference_sid: str, now: datetime) -> bool:
-    """A conference status callback. Returns True when the worker has something to do."""
+def record_conference_event(
+    call_id: int,
+    event: str,
+    label: str,
+    conference_sid: str,
+    now: datetime,
+    ends_conference: bool = False,
+    reason_left: str = "",
+) -> bool:
+    """A conference status callback. Returns True when the worker has something to do.
+
+    `ends_conference` is the participant's EndConferenceOnExit, `reason_left` the
+    ReasonParticipantLeft of a participant-leave.
+    """
     with db.transaction() as session:
         call = session.get(Call, call_id, with_for_update=True)
         transfer = _latest(session, call_id) if call is not None else None
         if call is None or transfer is None:
             log.info("conference event %s for call %s without a consult", event, call_id)
             return False
+        wake = False
         if event == "participant-join" and label in (CALLER, OPERATOR):
-            return _joined(transfer, label, conference_sid, now)
-        if event == "participant-leave" and label == CALLER and transfer.state in ACTIVE:
+            wake = _joined(transfer, label, conference_sid, now)
+        elif event == "participant-leave" and label == CALLER and transfer.state in ACTIVE:
             _end(session, call, transfer, State.CANCELED, "caller_hung_up", now)
             return True
-        if event == "participant-leave" and label == OPERATOR:
-            return _operator_left(session, call, transfer, now)
+        elif event == "participant-leave" and label == OPERATOR and reason_left != "conference-ended":
+            wake = _operator_left(session, call, transfer, now, ends_conference)
+        # The safety net: whenever the caller may now be alone, the worker looks a little later.
+        may_be_alone = (event == "participant-join" and label == CALLER) or (
+            event == "participant-leave" and label not in ("", CALLER) and reason_left != "conference-ended"
+        )
+        if may_be_alone and not is_final(call.state):
+            wake = _look_for_alone_caller(transfer, now) or wake
+        return wake
+
+
+def _look_for_alone_caller(transfer: Transfer, now: datetime) -> bool:
+    """Set the safety net's deadline (never later than one already set); True when it changed."""
+    at = now + timedelta(seconds=ALONE_SECONDS)
+    if transfer.alone_check_at is not None and transfer.alone_check_at <= at:
         return False
+    transfer.alone_check_at = at
+    return True
 
 
 def _joined(transfer: Transfer, label: str, conference_sid: str, now: datetime) -> bool:
@@ -291,18 +384,28 @@ def _joined(transfer: Transfer, label: str, conference_sid: str, now: datetime) 
     return due
 
 
-def _operator_left(session: Session, call: Call, transfer: Transfer, now: datetime) -> bool:
-    if transfer.state == State.CONSULTING.value and call.state == CallState.CONNECTED.value:
+def _operator_left(
+    session: Session, call: Call, transfer: Transfer, now: datetime, ends_conference: bool
+) -> bool:
+    """The operator's leg left the conference (not because the conference ended)."""
+    if call.state != CallState.CONNECTED.value or ends_conference:
+        # Back to a plain call (RESUME): the conference, and so the caller's call, ends with them.
+        return False
+    if transfer.state == State.CONSULTING.value:
         # Hanging up during a consult hands the caller over, as on a desk phone.
         _hand_over(session, call, transfer, now, "consult_connected_on_hangup")
         return True
-    if transfer.state != State.DIALING.value or call.state != CallState.CONNECTED.value:
+    back_with_caller = (
+        transfer.state in (State.CANCELED.value, State.RECALLED.value)
+        and transfer.recall_reason in BACK_WITH_CALLER
+    )
+    if transfer.state != State.DIALING.value and not back_with_caller:
         return False
-    # The colleague still rings and nobody is with the caller: to the front of the queue.
-    offers.move_call(session, call, CallState.TRANSFERRING, now, "consult_operator_left")
-    operators.on_call_ended(session, call, now)
-    # As a blind transfer's recall: back to the operator if free again, else first in the queue.
-    recall(session, transfer, call, "operator_left", now)
+    # The colleague still rings, or the operator was going back to the caller but RESUME had not
+    # yet made their leaving end the call: nobody is with the caller. As a blind transfer's
+    # recall: back to the operator if free again, else first in the queue; RESUME moves the caller.
+    moment = "while_dialing" if transfer.state == State.DIALING.value else f"after_{transfer.recall_reason}"
+    _recall_caller(session, call, transfer, now, moment)
     transfer.next_attempt_at = now
     return True
 
@@ -353,6 +456,22 @@ def announcement(transfer_id: int) -> Announcement | None:
         return Announcement(language, entry.name if entry else "", transfer.recall_reason or "")
 
 
+def recall_words(transfer_id: int) -> tuple[Utterance, str | None] | None:
+    """What a recalled caller hears (in the queue's language), and where they go next.
+
+    None: no such consult. The path is None when the call is over (the caller is gone).
+    """
+    with db.transaction() as session:
+        transfer = session.get(Transfer, transfer_id)
+        call = session.get(Call, transfer.call_id) if transfer is not None else None
+        if transfer is None or call is None or transfer.kind != Kind.CONSULT.value:
+            return None
+        queue = session.get(Queue, call.queue_id) if call.queue_id else None
+        language, voice = (queue.language, queue.voice) if queue else ("sv", None)
+        said = spoken(prompts_text.consult_caller_recalled(language), language, voice)
+        return said, None if is_final(call.state) else _recall_path(session, call)
+
+
 # --- the worker ----------------------------------------------------------------------------------
 
 
@@ -395,7 +514,80 @@ def claim_due(now: datetime) -> list[ConsultStep]:
                 planned = _plan(session, transfer, call, step, now)
                 if planned is not None:
                     due.append(planned)
+        due.extend(_claim_checks(session, now))
     return due
+
+
+def _claim_checks(session: Session, now: datetime) -> list[ConsultStep]:
+    """The safety net's CHECK steps whose deadline has passed, each claimed once."""
+    rows = session.scalars(
+        select(Transfer)
+        .where(Transfer.kind == Kind.CONSULT.value, Transfer.alone_check_at <= now)
+        .order_by(Transfer.alone_check_at)
+        .with_for_update(skip_locked=True)
+    ).all()
+    checks = []
+    for transfer in rows:
+        claimed = session.execute(
+            update(Transfer)
+            .where(Transfer.id == transfer.id, Transfer.alone_check_at == transfer.alone_check_at)
+            .values(camp_on_until=None)  # alone_check_at's column
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        call = session.get(Call, transfer.call_id)
+        if call is None or is_final(call.state):
+            continue
+        checks.append(
+            ConsultStep(
+                step=Step.CHECK,
+                transfer_id=transfer.id,
+                caller_sid=call.call_sid,
+                conference_name=conference_name(call.id),
+            )
+        )
+    return checks
+
+
+def look_again(transfer_id: int, now: datetime) -> None:
+    """CHECK found company with the caller: while the call goes on, look again in ALONE_SECONDS
+    (a participant-leave callback can be lost, and nothing else would tell)."""
+    with db.transaction() as session:
+        transfer = session.get(Transfer, transfer_id, with_for_update=True)
+        call = session.get(Call, transfer.call_id) if transfer is not None else None
+        if transfer is None or call is None or call.state != CallState.CONNECTED.value:
+            return
+        _look_for_alone_caller(transfer, now)
+
+
+def caller_alone(transfer_id: int, now: datetime) -> AloneRecall | None:
+    """CHECK found the caller alone in the conference: recall the call unless that happened already.
+
+    Returns how to move the caller, or None when the call is over (nobody to move).
+    """
+    with db.transaction() as session:
+        transfer = session.get(Transfer, transfer_id, with_for_update=True)
+        call = session.get(Call, transfer.call_id, with_for_update=True) if transfer else None
+        if (
+            transfer is None
+            or call is None
+            or call.state not in (CallState.CONNECTED.value, *RECALLED_CALL_STATES)
+        ):
+            return None  # over, or being moved elsewhere (a blind transfer)
+        was_active = transfer.state in ACTIVE
+        if call.state != CallState.CONNECTED.value and transfer.ended_at is not None:
+            # Recalled already: RESUME or the Dial action moves the caller at once. Still there
+            # ALONE_SECONDS after the recall means they were not moved; sooner, the list may be stale.
+            moved_by = transfer.ended_at + timedelta(seconds=ALONE_SECONDS)
+            if now < moved_by:
+                transfer.alone_check_at = moved_by
+                return None
+        offers.call_event(session, call, "consult_caller_alone", now, transfer_id=transfer.id)
+        if call.state == CallState.CONNECTED.value:
+            _recall_caller(session, call, transfer, now, "caller_alone")
+        colleague = transfer.consult_call_sid if was_active else None
+        return AloneRecall(call.call_sid, colleague, recall_path(transfer.id))
 
 
 def _plan(session: Session, transfer: Transfer, call: Call, step: Step, now: datetime) -> ConsultStep | None:
@@ -406,8 +598,8 @@ def _plan(session: Session, transfer: Transfer, call: Call, step: Step, now: dat
         return None
     queue = session.get(Queue, call.queue_id) if call.queue_id else None
     path = None
-    if step is Step.RESUME and transfer.recall_reason == "operator_left":
-        path = _recall_path(session, call)
+    if step is Step.RESUME and transfer.recall_reason == OPERATOR_LEFT:
+        path = recall_path(transfer.id)
     return ConsultStep(
         step=step,
         transfer_id=transfer.id,
@@ -443,11 +635,34 @@ def colleague_dialled(transfer_id: int, call_sid: str, now: datetime) -> None:
             transfer.next_attempt_at = now
 
 
+def operator_gone(transfer_id: int, step: Step, now: datetime) -> None:
+    """GATHER found the operator's leg gone (they hung up), or DIAL found no operator in the
+    conference (the leg dropped on its way in): the caller is recalled. Their Dial action
+    (`caller_seat`) sends them back, or, had it already seated them in the conference, the safety
+    net's CHECK moves them."""
+    with db.transaction() as session:
+        transfer = session.get(Transfer, transfer_id, with_for_update=True)
+        call = session.get(Call, transfer.call_id, with_for_update=True) if transfer else None
+        if transfer is None or call is None or transfer.state not in ACTIVE:
+            return
+        if call.state != CallState.CONNECTED.value:
+            _end(session, call, transfer, State.CANCELED, "caller_hung_up", now)
+            transfer.next_attempt_at = None
+            return
+        _recall_caller(session, call, transfer, now, step.value)
+        _look_for_alone_caller(transfer, now)
+
+
 def step_failed(transfer_id: int, step: Step, reason: str, now: datetime) -> None:
     """A step's REST request failed: GATHER -> the consult never started; DIAL -> recalled, failed."""
     with db.transaction() as session:
         transfer = session.get(Transfer, transfer_id, with_for_update=True)
         call = session.get(Call, transfer.call_id, with_for_update=True) if transfer else None
+        if step is Step.CHECK:
+            # The safety net must not lapse because one look failed: look again later.
+            if transfer is not None and call is not None and not is_final(call.state):
+                _look_for_alone_caller(transfer, now)
+            return
         if transfer is None or call is None or transfer.state not in ACTIVE:
             log.info("consult %s: %s failed after it ended: %s", transfer_id, step, reason)
             return
@@ -460,8 +675,14 @@ def step_failed(transfer_id: int, step: Step, reason: str, now: datetime) -> Non
 
 
 def next_step_query() -> Select[tuple[datetime | None]]:
-    """The earliest step of a consult still to run (the worker's agenda reads it)."""
-    return select(func.min(Transfer.next_attempt_at)).where(Transfer.kind == Kind.CONSULT.value)
+    """The earliest step or alone-check of a consult still to run (the worker's agenda reads it)."""
+    consults = Transfer.kind == Kind.CONSULT.value
+    steps = select(func.min(Transfer.next_attempt_at)).where(consults).scalar_subquery()
+    checks = select(func.min(Transfer.camp_on_until)).where(consults).scalar_subquery()
+    earliest = case(
+        (checks.is_(None), steps), (steps.is_(None), checks), (checks < steps, checks), else_=steps
+    )
+    return select(earliest)
 
 
 def next_step(session: Session) -> datetime | None:

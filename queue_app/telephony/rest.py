@@ -105,3 +105,11 @@ class TwilioRest:
 
     def remove_participant(self, conference_sid: str, label: str) -> None:
         self.client.conferences(conference_sid).participants(label).delete()
+
+    def conference_participants(self, friendly_name: str) -> dict[str, str] | None:
+        """Label -> status of each participant of the live conference `friendly_name`, or None."""
+        live = self.client.conferences.list(friendly_name=friendly_name, status="in-progress", limit=1)
+        if not live:
+            return None
+        participants = self.client.conferences(live[0].sid).participants.list(limit=50)
+        return {str(p.label or p.call_sid): str(p.status or "connected") for p in participants}

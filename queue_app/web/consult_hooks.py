@@ -6,6 +6,8 @@ Twilio's REST API (the worker does, worker_consult.py).
     /twilio/consult/<transfer_id>/operator     the operator's leg, redirected by the worker: join
     /twilio/consult/<transfer_id>/colleague    the colleague leg's status callback (Participants create)
     /twilio/consult/<transfer_id>/announce     AnnounceUrl: what the operator hears when back
+    /twilio/consult/<transfer_id>/recall       the caller's leg when nobody is left with them: why,
+                                               then back to the operator or the queue
     /twilio/conference/<call_id>/events        the conference's status callback (join, leave …)
 
 The caller's seat is given by the caller's Dial action (web/offers.py, `conference_seat`).
@@ -102,6 +104,20 @@ def announce(transfer_id: int) -> Response:
     return _xml(response)
 
 
+@bp.post("/twilio/consult/<int:transfer_id>/recall")
+@twilio_signed
+def recall(transfer_id: int) -> Response:
+    response = VoiceResponse()
+    words = consult.recall_words(transfer_id)
+    if words is None or words[1] is None:
+        response.hangup()
+        return _xml(response)
+    said, path = words
+    response.say(said.text, language=said.language, voice=said.voice)
+    response.redirect(_base() + path, method="POST")
+    return _xml(response)
+
+
 @bp.post("/twilio/conference/<int:call_id>/events")
 @twilio_signed
 def conference_events(call_id: int) -> Response:
@@ -112,6 +128,8 @@ def conference_events(call_id: int) -> Response:
         form.get("ParticipantLabel", ""),
         form.get("ConferenceSid", ""),
         get_clock().now(),
+        ends_conference=form.get("EndConferenceOnExit", "").lower() == "true",
+        reason_left=form.get("ReasonParticipantLeft", ""),
     ):
         dispatch.wake()
     return _xml(VoiceResponse())

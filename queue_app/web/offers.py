@@ -204,9 +204,16 @@ def offer_whisper_result(group_key: str) -> Response:
 @bp.post("/twilio/offer/<group_key>/result")
 @twilio_signed
 def offer_result(group_key: str) -> Response:
-    if request.form.get("DialCallStatus") == "completed":
+    caller_here = request.form.get("CallStatus", "") not in offers.CALLER_GONE_STATUSES
+    if request.form.get("DialCallStatus") == "completed" and caller_here:
         # The operator's leg was moved into a consult's conference: the caller follows it there.
-        seat = consult.caller_seat(group_key)
+        # Had the operator hung up during the consult's start, the caller is recalled instead.
+        seat = consult.caller_seat(group_key, get_clock().now())
+        if isinstance(seat, consult.CallerRecall):
+            dispatch.wake()
+            response = VoiceResponse()
+            response.redirect(_base() + seat.path, method="POST")
+            return _xml(response)
         if seat is not None:
             return _xml(conference_seat(seat, CALLER, _base()))
     outcome = offers.finish_dial(

@@ -100,7 +100,8 @@ def _transfer_json(t: Transfer, to_name: str | None) -> dict[str, Any]:
         "to_name": to_name,
         "directory_entry_id": t.directory_entry_id,
         "attempts": t.attempts,
-        "camp_on_until": iso(t.camp_on_until),
+        # A consult keeps its safety-net check in the same column: not a camp-on.
+        "camp_on_until": iso(t.camp_on_until) if t.kind == "blind" else None,
         "next_attempt_at": iso(t.next_attempt_at),
         "recall_reason": t.recall_reason,
         "created_at": iso(t.created_at),

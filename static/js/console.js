@@ -369,6 +369,8 @@ async function followTransfer() {
 function transferText(t) {
   if (t.kind !== "consult") return T.transfer_states[t.state] || t.state;
   if (t.state === "canceled") return T.consult_states[t.recall_reason] || T.consult_states.returned;
+  // The operator hung up during the consult: the caller was recalled, not put back with them.
+  if (t.state === "recalled" && t.recall_reason === "operator_left") return T.consult_states.operator_left;
   return T.consult_states[t.state] || t.state;
 }
 

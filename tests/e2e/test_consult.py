@@ -7,8 +7,10 @@ caller hangs up while she consults. The caller hears hold music meanwhile; Anna 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
@@ -18,6 +20,8 @@ from queue_app.models import Call, OperatorStatus, Transfer
 from queue_app.services import consult, operators
 from queue_app.sim import CallerScript, ClientDevice, Emulator, PhoneNumber
 from queue_app.sim.emulator import CallHandle
+from queue_app.sim.transport import ConnectFailure, FormData, Transport, WebhookResponse
+from queue_app.telephony.rest import TwilioRest
 
 from .scenario import make_switchboard
 
@@ -55,7 +59,7 @@ class Consult:
     ) -> None:
         self.app, self.clock, self.emulator = app, clock, emulator
         with app.app_context():
-            self.board = make_switchboard(("op_anna",))
+            self.board = make_switchboard(("op_anna",), **opts.get("queue", {}))  # type: ignore[arg-type]
             self.anna = self.board.operators["op_anna"]
             operators.log_in(self.anna, [self.board.queue_id], clock.now())
         emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=2))
@@ -320,6 +324,8 @@ def test_anna_hanging_up_while_the_colleague_rings_puts_the_caller_first_in_the_
         row = call_row(anna.call.sid)
         assert row.state in ("waiting", "offered") and row.priority > 0
     assert anna.call.status == "in-progress"
+    # The caller hears why they are off hold.
+    assert anna.call.heard_text_contains("Vi kopplar dig tillbaka till växeln.")
     # After her wrap-up the caller comes back to Anna, the only operator.
     assert anna.call.wait_until(
         lambda: anna.call.bridged_with is not None and "op_anna" in anna.call.bridged_with.call.to, timeout=60
@@ -355,6 +361,260 @@ def test_duplicated_and_late_callbacks_change_nothing_twice(
         with app.app_context(), db.transaction() as session:
             kinds = [k for (k,) in session.execute(select(Transfer.state))]
             assert kinds == ["connected"]
+        assert emulator.errors == []
+    finally:
+        app.extensions.pop("twilio_http_client", None)
+        app.extensions.pop("koe_emulator", None)
+
+
+# --- a caller is never left alone in the conference or on a dead line ------------------------------
+
+
+def back_to_anna(anna: Consult) -> bool:
+    """The recalled caller rings Anna again (after her wrap-up) and she answers."""
+    return anna.call.wait_until(
+        lambda: anna.call.bridged_with is not None and "op_anna" in anna.call.bridged_with.call.to, timeout=60
+    )
+
+
+def assert_recalled(
+    anna: Consult, app: Flask, sentence: str = "Vi kopplar dig tillbaka till växeln."
+) -> None:
+    transfer = anna.transfer()
+    assert (transfer.state, transfer.recall_reason) == ("recalled", "operator_left")
+    assert anna.call.status == "in-progress"
+    assert anna.call.heard_text_contains(sentence)
+    assert anna.conference_labels() == set()  # nobody sits in a conference
+    with app.app_context():
+        row = call_row(anna.call.sid)
+        assert row.state in ("waiting", "offered") and row.priority > 0
+
+
+def test_anna_hanging_up_while_the_colleague_rings_tells_an_english_caller_why(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=15))
+    anna = Consult(app, clock, emulator, incoming_number, queue={"language": "en"})
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.colleague_leg() is not None, timeout=60)
+    assert anna.operator_leg is not None
+    anna.operator_leg.hang_up()
+    emulator.advance(3)
+
+    assert_recalled(anna, app, "We are putting you back to the switchboard.")
+    assert not anna.call.heard_text_contains("Vi kopplar dig")
+    assert emulator.errors == []
+
+
+def test_anna_hanging_up_after_going_back_before_the_worker_resumed_recalls_the_caller(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    anna = Consult(app, clock, emulator, incoming_number)
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+    assert anna.held()
+
+    # "Back to the caller", and she hangs up before the worker's RESUME took the caller off hold and
+    # made her leaving end the call.
+    with app.app_context():
+        consult.return_to_caller(anna.call_id, anna.anna, clock.now())
+    assert anna.operator_leg is not None
+    anna.operator_leg.hang_up()
+    emulator.advance(3)
+
+    assert_recalled(anna, app)
+    colleague = anna.colleague_leg()
+    assert colleague is not None and colleague.status == "completed"
+    assert back_to_anna(anna)
+    assert emulator.errors == []
+
+
+def test_anna_hanging_up_right_after_pressing_consult_recalls_the_caller(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    anna = Consult(app, clock, emulator, incoming_number)
+
+    # Consult pressed, and she hangs up before the worker moved her leg into the conference.
+    with app.app_context():
+        consult.start_consult(anna.call_id, anna.anna, COLLEAGUE, clock.now())
+    assert anna.operator_leg is not None
+    anna.operator_leg.hang_up()
+    emulator.advance(3)
+
+    assert_recalled(anna, app)
+    assert anna.transfer().attempts == 0  # GATHER never ran
+    assert anna.colleague_leg() is None  # nobody was dialled
+    assert not any(c.friendly_name.startswith("koe-call-") for c in emulator.state.conferences.values())
+    assert back_to_anna(anna)
+    assert emulator.errors == []
+
+
+def test_anna_hanging_up_while_the_worker_moves_her_leg_recalls_the_caller(
+    app: Flask,
+    clock: ManualClock,
+    emulator: Emulator,
+    incoming_number: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    anna = Consult(app, clock, emulator, incoming_number)
+    leg = anna.operator_leg
+    assert leg is not None
+    looked_up = TwilioRest.child_in_progress
+
+    def gone_meanwhile(rest: TwilioRest, parent_sid: str) -> str | None:
+        # GATHER has claimed its step; Anna hangs up just before it looks for her leg.
+        emulator.hang_up(leg.call)
+        return looked_up(rest, parent_sid)
+
+    monkeypatch.setattr(TwilioRest, "child_in_progress", gone_meanwhile)
+    anna.start()
+    emulator.advance(3)
+
+    assert anna.transfer().attempts == 1  # GATHER ran, and found her leg gone
+    assert_recalled(anna, app)
+    assert anna.colleague_leg() is None
+    monkeypatch.undo()
+    assert back_to_anna(anna)
+    assert emulator.errors == []
+
+
+class DropLegOnRequest:
+    """A transport that hangs up `leg` as the emulator requests a URL containing `path`, so the leg
+    ends while its TwiML is being fetched (the emulator then never runs that TwiML)."""
+
+    def __init__(self, inner: Transport, emulator: Emulator, leg: CallHandle, path: str) -> None:
+        self.inner, self.emulator, self.leg, self.path = inner, emulator, leg, path
+        self.dropped_at: datetime | None = None
+
+    def request(self, method: str, url: str, form: FormData, headers: Mapping[str, str]) -> WebhookResponse:
+        if self.path in url and self.dropped_at is None:
+            self.dropped_at = self.emulator.now()
+            self.emulator.hang_up(self.leg.call)
+        return self.inner.request(method, url, form, headers)
+
+
+class LoseOperatorLeave:
+    """A transport through which the conference's participant-leave callback for the operator never
+    gets through (the app was unreachable for it, retry included)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.lost = 0
+
+    def request(self, method: str, url: str, form: FormData, headers: Mapping[str, str]) -> WebhookResponse:
+        fields = dict(form)
+        if (
+            fields.get("StatusCallbackEvent") == "participant-leave"
+            and fields.get("ParticipantLabel") == "operator"
+        ):
+            self.lost += 1
+            raise ConnectFailure("connection refused")
+        return self.inner.request(method, url, form, headers)
+
+
+def test_anna_dropping_on_her_way_into_the_conference_recalls_the_caller(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    anna = Consult(app, clock, emulator, incoming_number)
+    assert anna.operator_leg is not None
+    # Her leg drops while it fetches its seat: she never joins, so no leave event ever comes.
+    drop = DropLegOnRequest(emulator.webhooks.transport, emulator, anna.operator_leg, "/operator")
+    emulator.webhooks.transport = drop
+
+    anna.start()
+    emulator.advance(1)
+    assert drop.dropped_at is not None
+    # DIAL found no operator: the call is recalled and nobody is dialled; the caller, already
+    # seated in the conference, is moved by the safety net's check.
+    assert (anna.transfer().state, anna.transfer().recall_reason) == ("recalled", "operator_left")
+    assert anna.colleague_leg() is None
+    assert anna.conference_labels() == {"caller"}
+    emulator.advance(consult.ALONE_SECONDS + 1)
+
+    assert_recalled(anna, app)
+    assert anna.colleague_leg() is None
+    assert back_to_anna(anna)
+    assert emulator.errors == []
+
+
+def test_a_caller_left_alone_in_the_conference_is_recalled_after_a_few_seconds(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=30))
+    anna = Consult(app, clock, emulator, incoming_number)
+    lose = LoseOperatorLeave(emulator.webhooks.transport)
+    emulator.webhooks.transport = lose
+
+    anna.start()
+    assert anna.call.wait_until(lambda: anna.colleague_leg() is not None, timeout=30)
+    emulator.advance(3 * consult.ALONE_SECONDS)  # the consult goes on; the worker looks now and then
+    assert anna.transfer().state == "dialing"
+    # Anna's leg drops while the colleague rings, and the app never hears of it.
+    assert anna.operator_leg is not None
+    anna.operator_leg.hang_up()
+    dropped_at = emulator.now()
+    emulator.advance(1)
+    assert lose.lost == 2  # the callback and its retry
+    assert anna.conference_labels() == {"caller"}  # alone, on hold, the colleague ringing
+
+    assert anna.call.wait_until(lambda: anna.transfer().state == "recalled", timeout=30)
+    # Within two looks of the worker (a deadline, not a timer per event).
+    assert emulator.now() - dropped_at <= timedelta(seconds=2 * consult.ALONE_SECONDS + 1)
+    emulator.advance(2)
+
+    assert_recalled(anna, app)
+    colleague = anna.colleague_leg()
+    assert colleague is not None and colleague.status in ("canceled", "completed")
+    assert back_to_anna(anna)
+    assert {e.code for e in emulator.errors} <= {11205, 11200}  # only the lost callback
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+@pytest.mark.parametrize("moment", ["after_consult_pressed", "while_ringing", "after_back_pressed"])
+def test_the_recall_survives_duplicated_and_late_callbacks(
+    app: Flask, clock: ManualClock, seed: int, moment: str
+) -> None:
+    from .conftest import bind_emulator
+
+    # Every status and conference callback comes twice, late by up to two seconds.
+    emulator = bind_emulator(app, clock, seed=seed, duplicate_callbacks=True, callback_jitter=2.0)
+    try:
+        answer_after = 20 if moment == "while_ringing" else 4
+        emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=answer_after))
+        base = app.config["PUBLIC_BASE_URL"]
+        emulator.add_number(
+            "+46855501000",
+            f"{base}/twilio/voice",
+            status_callback=f"{base}/twilio/status",
+            status_callback_events=("initiated", "ringing", "answered", "completed"),
+        )
+        anna = Consult(app, clock, emulator, lambda n: n)
+        if moment == "after_consult_pressed":
+            with app.app_context():
+                consult.start_consult(anna.call_id, anna.anna, COLLEAGUE, clock.now())
+        elif moment == "while_ringing":
+            anna.start()
+            assert anna.call.wait_until(lambda: anna.colleague_leg() is not None, timeout=60)
+        else:
+            anna.start()
+            assert anna.call.wait_until(lambda: anna.transfer().state == "consulting", timeout=60)
+            with app.app_context():
+                consult.return_to_caller(anna.call_id, anna.anna, clock.now())
+        assert anna.operator_leg is not None
+        anna.operator_leg.hang_up()
+        emulator.advance(consult.ALONE_SECONDS + 4)
+
+        assert_recalled(anna, app)
+        # Moved once: the sentence is heard once, however often the callbacks came.
+        assert [t for t in anna.call.heard_texts if "Vi kopplar dig" in t] == [
+            "Vi kopplar dig tillbaka till växeln."
+        ]
+        assert back_to_anna(anna)
         assert emulator.errors == []
     finally:
         app.extensions.pop("twilio_http_client", None)

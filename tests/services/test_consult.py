@@ -4,7 +4,7 @@ late or reordered callbacks changing nothing twice."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -214,3 +214,90 @@ def test_a_callback_call_cannot_be_consulted_about(ctx: None, clock: ManualClock
         consult.start_consult(call_id, user_id, COLLEAGUE, now)
 
     assert error.value.code == "not_possible"
+
+
+def leave(
+    call_id: int, label: str, now: datetime, ends: bool = False, reason: str = "participant-hung-up"
+) -> bool:
+    return consult.record_conference_event(
+        call_id, "participant-leave", label, CONF, now, ends_conference=ends, reason_left=reason
+    )
+
+
+def test_an_operator_leaving_after_going_back_recalls_the_caller_once(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    call_id, user_id = connected(now)
+    tid = consult.start_consult(call_id, user_id, COLLEAGUE, now)
+    in_conference(call_id, now)
+    consult.claim_due(now)
+    consult.record_colleague_status(tid, "in-progress", "CA1", now)
+    consult.return_to_caller(call_id, user_id, now)
+
+    # Everyone left because the conference ended (the caller hung up): nobody to recall.
+    assert leave(call_id, "operator", now, reason="conference-ended") is False
+    assert (transfer().state, transfer().recall_reason) == ("canceled", "returned")
+    # She left before RESUME made her leaving end the call: the caller would stay alone.
+    assert leave(call_id, "operator", now) is True
+    assert leave(call_id, "operator", now) is False  # a duplicate
+
+    assert (transfer().state, transfer().recall_reason) == ("recalled", "operator_left")
+    with db.transaction() as session:
+        call = session.get_one(Call, call_id)
+        assert call.state in ("waiting", "offered") and call.priority > 0
+        assert session.get_one(OperatorStatus, user_id).state == "wrap_up"
+    [resume] = [s for s in consult.claim_due(now) if s.step is Step.RESUME]
+    assert resume.redirect_path == f"/twilio/consult/{tid}/recall"
+    assert resume.colleague_sid == "CA1"
+
+
+def test_an_operator_leaving_a_plain_call_again_ends_it_without_a_recall(
+    ctx: None, clock: ManualClock
+) -> None:
+    now = clock.now()
+    call_id, user_id = connected(now)
+    consult.start_consult(call_id, user_id, COLLEAGUE, now)
+    in_conference(call_id, now)
+    consult.claim_due(now)
+    consult.return_to_caller(call_id, user_id, now)
+
+    # RESUME ran: her leaving ends the conference and with it the caller's call.
+    assert leave(call_id, "operator", now, ends=True) is False
+
+    assert (transfer().state, transfer().recall_reason) == ("canceled", "returned")
+    with db.transaction() as session:
+        assert session.get_one(Call, call_id).state == "connected"
+
+
+def test_the_safety_net_looks_once_at_its_deadline_not_before(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    call_id, user_id = connected(now)
+    consult.start_consult(call_id, user_id, COLLEAGUE, now)
+    in_conference(call_id, now)  # the caller joined: look in ALONE_SECONDS
+    assert steps(now) == [Step.DIAL]
+    # A late duplicate of the join does not put the deadline off.
+    later = now + timedelta(seconds=consult.ALONE_SECONDS - 1)
+    assert consult.record_conference_event(call_id, "participant-join", "caller", CONF, later) is False
+
+    assert steps(later) == []
+    deadline = now + timedelta(seconds=consult.ALONE_SECONDS)
+    with db.transaction() as session:
+        assert consult.next_step(session) == deadline
+    [check] = consult.claim_due(deadline)
+    assert (check.step, check.conference_name) == (Step.CHECK, f"koe-call-{call_id}")
+    assert steps(deadline) == []
+
+
+def test_a_failed_check_looks_again_later(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    call_id, user_id = connected(now)
+    tid = consult.start_consult(call_id, user_id, COLLEAGUE, now)
+    in_conference(call_id, now)
+    deadline = now + timedelta(seconds=consult.ALONE_SECONDS)
+    assert [s.step for s in consult.claim_due(deadline)] == [Step.DIAL, Step.CHECK]
+
+    consult.step_failed(tid, Step.CHECK, "TwilioRestException: 20003", deadline)
+
+    assert transfer().state == "dialing"  # a failed look changes nothing else
+    again = deadline + timedelta(seconds=consult.ALONE_SECONDS)
+    assert steps(again - timedelta(seconds=1)) == []
+    assert steps(again) == [Step.CHECK]
