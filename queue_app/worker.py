@@ -10,9 +10,9 @@ emulator can call it again exactly then. Every timer is derived from a stored de
 waiting call's skill widening, counted from its `entered_queue_at`, lets a free operator take it),
 so nothing is lost when a worker dies: the next one's sweep repairs it.
 
-`run_forever` calls it in a loop, waking early when told (`dispatch.wake()`: an in-process event,
-and PostgreSQL's NOTIFY koe_wake for web processes elsewhere). SIGTERM finishes the current round,
-then exits.
+`run_forever` runs it as APScheduler jobs: one at the next deadline it returned (moved earlier when
+told, by `dispatch.wake()`: an in-process event, and PostgreSQL's NOTIFY koe_wake for web processes
+elsewhere) and an interval job, the sweep. SIGTERM finishes the current round, then exits.
 """
 
 from __future__ import annotations
@@ -20,9 +20,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from flask import Flask, current_app
 from twilio.base.exceptions import TwilioRestException
 
@@ -192,6 +196,21 @@ def _listen_url() -> str | None:
     return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+ROUND_JOB = "koe-round"
+SWEEP_JOB = "koe-sweep"
+
+
+@dataclass
+class _Loop:
+    """What the scheduled jobs share: the app, when to stop, and how many rounds ran."""
+
+    app: Flask
+    scheduler: BaseScheduler
+    stop: threading.Event
+    max_rounds: int | None
+    rounds: int = 0
+
+
 def run_forever(
     app: Flask,
     *,
@@ -200,7 +219,9 @@ def run_forever(
     install_signals: bool = True,
     max_rounds: int | None = None,
 ) -> None:
-    """The worker loop. Wakes at the next deadline, on `dispatch.wake()`, or after `interval` s."""
+    """The worker: APScheduler runs a round at the next stored deadline, on `dispatch.wake()`, and
+    every `interval` s as the sweep that repairs a missed wake-up. One job thread, so rounds never
+    overlap; the scheduler lives in this process only (two processes cannot share its job store)."""
     stop = stop or threading.Event()
     if install_signals and threading.current_thread() is threading.main_thread():
 
@@ -215,32 +236,61 @@ def run_forever(
         url = _listen_url()
     if url:
         _Listener(url, stop).start()
-    log.info("worker started (interval %.1fs)", interval)
+    # Each round re-places its job (INFO lines), and a sweep that meets a long round is skipped
+    # (a WARNING): both are the design; our own log lines say what a round did.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    loop = _Loop(app, scheduler, stop, max_rounds)
+    scheduler.add_job(_round, "interval", seconds=interval, args=[loop], id=SWEEP_JOB)
+    scheduler.start()
+    log.info("worker started (sweep every %.1fs)", interval)
     try:
-        _loop(app, interval, stop, max_rounds)
+        _wake_now(loop)
+        while not stop.is_set():
+            if dispatch.wake_event.wait(interval) and not stop.is_set():
+                dispatch.wake_event.clear()
+                _wake_now(loop)
     finally:
         stop.set()  # ends the LISTEN thread too
+        scheduler.shutdown(wait=True)  # lets a running round finish
     log.info("worker stopped")
 
 
-def _loop(app: Flask, interval: float, stop: threading.Event, max_rounds: int | None) -> None:
-    rounds = 0
-    while not stop.is_set():
-        dispatch.wake_event.clear()
-        with app.app_context():
-            now = get_clock().now()
-            try:
-                upcoming = run_pending(now)
-            except Exception:
-                log.exception("worker round failed; next round after the interval")
-                upcoming = None
-        rounds += 1
-        if max_rounds is not None and rounds >= max_rounds:
-            break
-        timeout = interval
-        if upcoming is not None:
-            timeout = min(interval, max(0.05, (upcoming - now).total_seconds()))
-        dispatch.wake_event.wait(timeout)
+def _wake_now(loop: _Loop) -> None:
+    _schedule_round(loop, datetime.now(UTC))
+
+
+def _schedule_round(loop: _Loop, at: datetime) -> None:
+    """(Re)place the one round job; an earlier wake-up replaces a later deadline and vice versa."""
+    if loop.stop.is_set():
+        return
+    loop.scheduler.add_job(_round, "date", run_date=at, args=[loop], id=ROUND_JOB, replace_existing=True)
+
+
+def _round(loop: _Loop) -> None:
+    """One scheduled round, then the round job moved to the next stored deadline."""
+    if loop.stop.is_set():
+        return
+    with loop.app.app_context():
+        now = get_clock().now()
+        try:
+            upcoming = run_pending(now)
+        except Exception:
+            log.exception("worker round failed; the sweep tries again")
+            upcoming = None
+    loop.rounds += 1
+    if loop.max_rounds is not None and loop.rounds >= loop.max_rounds:
+        loop.stop.set()
+        dispatch.wake_event.set()
+        return
+    if upcoming is not None:
+        # The app's clock may be a test's; the scheduler keeps real time: schedule by the delay.
+        delay = max(0.05, (upcoming - now).total_seconds())
+        _schedule_round(loop, datetime.now(UTC) + timedelta(seconds=delay))
 
 
 def start_in_thread(

@@ -7,10 +7,11 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -592,3 +593,55 @@ def test_it_reports_a_vanished_console_as_the_next_deadline_and_logs_it_out(
     assert operator_state(anna) == "available"
     assert worker.run_pending(now + timedelta(seconds=45)) is None
     assert operator_state(anna) == "offline"
+
+
+def test_a_round_places_the_next_round_at_its_stored_deadline(
+    app: Flask, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "run_pending", lambda now: now + timedelta(seconds=30))
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.start(paused=True)
+    try:
+        loop = worker._Loop(app, scheduler, threading.Event(), None)
+        before = datetime.now(UTC)
+        worker._round(loop)
+        job = scheduler.get_job(worker.ROUND_JOB)
+        assert job is not None
+        thirty = timedelta(seconds=30)
+        assert before + thirty <= job.next_run_time <= datetime.now(UTC) + thirty
+
+        worker._wake_now(loop)  # a wake-up replaces the later deadline
+        job = scheduler.get_job(worker.ROUND_JOB)
+        assert job is not None and job.next_run_time <= datetime.now(UTC)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_a_wake_up_runs_a_round_before_the_sweep_would(
+    app: Flask, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rounds: list[datetime] = []
+    first, second = threading.Event(), threading.Event()
+
+    def record(now: datetime) -> None:
+        rounds.append(now)
+        (first if len(rounds) == 1 else second).set()
+
+    monkeypatch.setattr(worker, "run_pending", record)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=worker.run_forever,
+        args=(app,),
+        kwargs={"interval": 3600, "stop": stop, "install_signals": False},
+    )
+    thread.start()
+    try:
+        assert first.wait(30), "the worker runs a round as it starts"
+        with app.app_context():
+            dispatch.wake()
+        assert second.wait(30), "the wake-up ran a round; the hourly sweep could not have"
+    finally:
+        stop.set()
+        dispatch.wake_event.set()
+        thread.join(30)
+    assert not thread.is_alive()
