@@ -4,7 +4,8 @@ Twilio fetches the Enqueue waitUrl again each time the document it got ends. Eac
 next piece from the caller's own state (what they have heard, and when) and the queue's switches:
 the first queue message once, their position and expected wait every `announce_interval_seconds`,
 the periodic message every `periodic_interval_seconds`, and music in between so that one document
-lasts about 20-30 seconds. The caller at the head keeps hearing this while operators are rung.
+lasts about 20-30 seconds. While operators are rung, the caller has left the Enqueue for the
+offer's `<Dial>` (web/offers.py) and hears ringback, not these announcements.
 """
 
 from __future__ import annotations
