@@ -35,6 +35,7 @@ from ..auth import CurrentUser
 from ..domain import passwords
 from ..extensions import db
 from ..models import Channel, MessageStatus, Organisation, SentMessage, User
+from . import messages
 from .audit import ChangeRefused, record
 
 log = logging.getLogger("koe.invitations")
@@ -154,7 +155,9 @@ def invite(session: Session, actor_id: int | None, user: User, now: datetime) ->
     subject, body = _email_text(
         user, organisation, inviter.name if inviter else None, link_for(token_for(user.id, nonce))
     )
-    message = SentMessage(
+    message = messages.add_queued(
+        session,
+        now,
         organisation_id=user.organisation_id,
         sent_by_id=actor_id,
         invited_user_id=user.id,
@@ -162,14 +165,7 @@ def invite(session: Session, actor_id: int | None, user: User, now: datetime) ->
         to_address=user.email,
         subject=subject,
         body=body,
-        status=MessageStatus.QUEUED.value,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-        updated_at=now,
     )
-    session.add(message)
-    session.flush()
     record(
         session,
         _Actor(actor_id, user.organisation_id),

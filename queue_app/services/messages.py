@@ -472,6 +472,21 @@ def _check_text(draft: Draft) -> tuple[str | None, str]:
     return subject or _("Message from the switchboard"), body
 
 
+def add_queued(session: Session, now: datetime, **fields: Any) -> SentMessage:
+    """A message stored `queued` and due now: what `send_due` picks up (the one place that says so)."""
+    message = SentMessage(
+        status=MessageStatus.QUEUED.value,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
 def queue_message(sender: Sender, draft: Draft, now: datetime) -> MessageView:
     """Check the message and store it `queued` for the worker; raises `MessageError` (nothing stored)."""
     if draft.channel not in (Channel.SMS.value, Channel.EMAIL.value):
@@ -493,7 +508,9 @@ def queue_message(sender: Sender, draft: Draft, now: datetime) -> MessageView:
             raise MessageError(
                 "no_sender_number", _("The organisation has no phone number to send SMS from.")
             )
-        message = SentMessage(
+        message = add_queued(
+            session,
+            now,
             organisation_id=sender.organisation_id,
             call_id=call.id if call is not None else None,
             template_id=template.id if template is not None else None,
@@ -503,14 +520,7 @@ def queue_message(sender: Sender, draft: Draft, now: datetime) -> MessageView:
             to_address=address,
             subject=subject,
             body=body,
-            status=MessageStatus.QUEUED.value,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
         )
-        session.add(message)
-        session.flush()
         return _view(message, entry.name if entry is not None else None, sender.name)
 
 
