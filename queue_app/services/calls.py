@@ -863,7 +863,8 @@ def _next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None) -> W
 
 def _queue_facts_for(queue_id: int, now: datetime, cache: QueueFactsCache | None) -> QueueFacts:
     def load() -> QueueFacts:
-        with db.transaction() as session:
+        # A read: on SQLite the writer's BEGIN IMMEDIATE would queue this behind the dispatcher.
+        with db.reading() as session:
             queue = session.get(Queue, queue_id)
             assert queue is not None
             return _load_queue_facts(session, queue, now)
