@@ -500,6 +500,9 @@ class Call(Base):
     last_status_sequence: Mapped[int] = mapped_column(default=-1)
     callback_number: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(default=0)
+    # The caller's own Twilio queue (`koe-caller-<id>`, its QueueSid from the Enqueue action). Twilio
+    # keeps a queue until it is deleted: the worker deletes it once the call has ended, then clears this.
+    twilio_queue_sid: Mapped[str | None] = mapped_column(String(64))
 
     queue: Mapped[Queue | None] = relationship()
 
@@ -524,6 +527,11 @@ Index(
     postgresql_where=_IN_QUEUE,
     sqlite_where=_IN_QUEUE,
 )
+
+
+# Calls whose Twilio queue still exists (services/calls.py `spent_queues`): few rows, the live calls.
+_QUEUE_KEPT = text("twilio_queue_sid IS NOT NULL")
+Index("ix_calls_twilio_queue", Call.id, postgresql_where=_QUEUE_KEPT, sqlite_where=_QUEUE_KEPT)
 
 
 class CallEvent(Base):
@@ -617,6 +625,18 @@ class Offer(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The operator's own outbound leg, when the caller waits in their queue while it rings
+    # (services/offers.py); None for a recall's offer, which rings as the caller's <Dial>.
+    leg_sid: Mapped[str | None] = mapped_column(String(64))
+    # The leg has ended (its final status came, or the worker hung it up).
+    leg_done: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # When the leg's <Dial><Queue> took the caller out of their queue (the Queue url's request).
+    bridged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Legs still up whose offer is over (another operator won, the caller left): the worker hangs them up.
+_STRAY_LEG = text("leg_sid IS NOT NULL AND NOT leg_done AND state NOT IN ('ringing', 'accepted')")
+Index("ix_offers_stray_legs", Offer.id, postgresql_where=_STRAY_LEG, sqlite_where=_STRAY_LEG)
 
 
 class DirectoryEntry(Base):

@@ -32,7 +32,17 @@ from twilio.base.exceptions import TwilioRestException
 
 from . import get_clock, worker_consult
 from .extensions import db
-from .services import agenda, closing, consult, dispatch, messages, operators, prompts, transfers
+from .services import (
+    agenda,
+    closing,
+    consult,
+    dispatch,
+    messages,
+    operators,
+    prompts,
+    transfers,
+    twilio_queues,
+)
 from .services import offers as offer_service
 from .services.dispatch import CREATE_CALL, PendingRedirect
 from .telephony.rest import TwilioRest
@@ -73,6 +83,10 @@ def run_pending(now: datetime) -> datetime | None:
     round_ = dispatch.dispatch_round(now) if todo.dispatchable or freed else dispatch.DispatchRound([])
     redirects += round_.redirects
     failed = perform_redirects(redirects, now)
+    if todo.stray_legs:
+        hang_up_stray_legs()
+    if todo.spent_queues:
+        delete_spent_queues()
     if todo.consult_due:
         failed += worker_consult.perform(consult.claim_due(now), now)
     # Messages after the calls: a slow mail server must not delay a caller's offer.
@@ -127,13 +141,15 @@ def perform_redirects(redirects: list[PendingRedirect], now: datetime, rest: Twi
         creates_call = getattr(redirect, "kind", None) == CREATE_CALL
         try:
             if creates_call:
-                rest.create_call(
+                sid = rest.create_call(
                     redirect.to or "",
                     redirect.from_ or "",
                     redirect.url(base),
                     status_callback=redirect.status_url(base),
                     timeout=redirect.timeout,
                 )
+                if redirect.user_id is not None and redirect.group_key:
+                    offer_service.leg_created(redirect.group_key, redirect.user_id, sid)
             else:
                 rest.redirect_call(redirect.call_sid, redirect.url(base))
         except Exception as exc:  # one bad call must not stop the others
@@ -146,9 +162,59 @@ def perform_redirects(redirects: list[PendingRedirect], now: datetime, rest: Twi
     return failed
 
 
+def hang_up_stray_legs(rest: TwilioRest | None = None) -> int:
+    """Operators' legs that still ring (or talk) for an offer that is over: another operator took
+    the call, or the caller left. Twilio cancels nothing of these by itself."""
+    with db.reading() as session:
+        legs = offer_service.stray_legs(session)
+    if not legs:
+        return 0
+    rest = rest or TwilioRest.from_app()
+    done = []
+    for offer_id, sid in legs:
+        try:
+            rest.hang_up(sid)
+        except TwilioRestException as exc:
+            if exc.code not in CALLER_GONE_CODES:
+                log.warning("could not hang up the leg %s: %s", sid, exc.code)
+                continue
+        except Exception as exc:
+            log.warning("could not hang up the leg %s: %s", sid, exc)
+            continue
+        done.append(offer_id)
+    offer_service.legs_hung_up(done)
+    return len(legs) - len(done)
+
+
+def delete_spent_queues(rest: TwilioRest | None = None) -> int:
+    """Delete the Twilio queues of calls that have ended (services/twilio_queues.py); returns how
+    many are left for a later round."""
+    with db.reading() as session:
+        queues = twilio_queues.spent(session)
+    if not queues:
+        return 0
+    rest = rest or TwilioRest.from_app()
+    done = []
+    for call_id, sid in queues:
+        try:
+            rest.delete_queue(sid)
+        except TwilioRestException as exc:
+            if exc.status != 404:  # gone already: done
+                log.warning("could not delete the queue %s: %s %s", sid, exc.status, exc.code)
+                continue
+        except Exception as exc:
+            log.warning("could not delete the queue %s: %s", sid, exc)
+            continue
+        done.append(call_id)
+    twilio_queues.deleted(done)
+    return len(queues) - len(done)
+
+
 def _undo(redirect: PendingRedirect, now: datetime, reason: str, gone: bool) -> None:
     try:
-        if redirect.group_key:
+        if redirect.group_key and getattr(redirect, "user_id", None) is not None:
+            offer_service.leg_failed(redirect.group_key, redirect.user_id, now, reason)
+        elif redirect.group_key:
             offer_service.cancel_group(redirect.group_key, now, reason, caller_gone=gone)
         elif redirect.transfer_id is not None:
             transfers.redirect_failed(redirect.transfer_id, now, reason)

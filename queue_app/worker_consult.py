@@ -1,6 +1,7 @@
 """The worker's half of a consult: the REST requests of each step (services/consult.py), after commit.
 
-GATHER  redirect the operator's leg (the child of the caller's Dial) into the conference
+GATHER  redirect the operator's leg (their own call, or the child of the caller's Dial) into the
+        conference
 DIAL    keep the conference when the operator leaves (no operator there: recalled), hold the
         caller with the queue's hold music, and add the colleague
 CONNECT the colleague now ends the conference when leaving; the caller is taken off hold; the
@@ -59,7 +60,7 @@ def perform(steps: list[ConsultStep], now: datetime, rest: TwilioRest | None = N
 
 
 def _gather(rest: TwilioRest, base: str, step: ConsultStep, now: datetime) -> None:
-    operator_leg = rest.child_in_progress(step.caller_sid)
+    operator_leg = step.operator_sid or rest.child_in_progress(step.caller_sid)
     if operator_leg is None:
         raise OperatorGone
     try:

@@ -89,6 +89,8 @@ class AnnouncementState:
     estimate_seconds: int | None = None
     serving_operators: int | None = None
     returned_to_queue: bool = False
+    # The first waitUrl fetch: the caller is in their Twilio queue (an operator can bridge now).
+    joined_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -102,6 +104,7 @@ class AnnouncementState:
             "estimate_seconds",
             "serving_operators",
             "returned_to_queue",
+            "joined_at",
         }
         return cls(
             first_message_at=_parse(data.get("first_message_at")),
@@ -111,6 +114,7 @@ class AnnouncementState:
             estimate_seconds=_int(data.get("estimate_seconds")),
             serving_operators=_int(data.get("serving_operators")),
             returned_to_queue=bool(data.get("returned_to_queue", False)),
+            joined_at=_parse(data.get("joined_at")),
             # Keys other features keep here (e.g. caller options) survive a round trip.
             extra={k: v for k, v in data.items() if k not in known},
         )
@@ -125,6 +129,7 @@ class AnnouncementState:
             estimate_seconds=self.estimate_seconds,
             serving_operators=self.serving_operators,
             returned_to_queue=self.returned_to_queue,
+            joined_at=_iso(self.joined_at),
         )
         return data
 
@@ -134,10 +139,11 @@ class WaitPlan:
     announcements: tuple[Announcement, ...]
     music_seconds: int
     state: AnnouncementState
+    joined_now: bool = False
 
     @property
     def changed_state(self) -> bool:
-        return bool(self.announcements)
+        return bool(self.announcements) or self.joined_now
 
 
 def returned_to_queue(state: AnnouncementState) -> AnnouncementState:
@@ -155,7 +161,7 @@ def plan_wait(
     """What the caller hears next. `situation` may be a function: the hot path then counts the
     queue only when a status announcement is due, which most waitUrl fetches are not."""
     said: list[Announcement] = []
-    new = state
+    new = state if state.joined_at else replace(state, joined_at=now)
 
     if state.returned_to_queue:
         said.append(Announcement(Part.RETURNED_TO_QUEUE))
@@ -215,7 +221,7 @@ def plan_wait(
             due.append(periodic_due_at)
         until_next = (min(due) - now).total_seconds()
         music = int(min(LONGEST_MUSIC_SECONDS, max(SHORTEST_MUSIC_SECONDS, until_next)))
-    return WaitPlan(tuple(said), music, new)
+    return WaitPlan(tuple(said), music, new, joined_now=state.joined_at is None)
 
 
 # --- caller options: press 1 to be called back, 2 to leave a message ------------------------------

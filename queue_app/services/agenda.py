@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Exists, and_, func, select
 from ..domain.states import Call as CallState
 from ..extensions import db
 from ..models import Call, Queue, Recording
-from . import callbacks, consult, dispatch, messages, operators, prompts, transfers
+from . import callbacks, consult, dispatch, messages, offers, operators, prompts, transfers, twilio_queues
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,8 @@ class Agenda:
     dispatchable: bool  # an available operator is logged in to a queue where someone waits
     recordings_to_call: bool  # an admin asked to record a prompt by phone
     recordings_to_fetch: bool  # a kept recording to download, or a session to give up on
+    stray_legs: bool = False  # an operator's leg still up for an offer that is over
+    spent_queues: bool = False  # a Twilio queue of a call that has ended, to delete
 
     @property
     def offers_expired(self) -> bool:
@@ -114,11 +116,13 @@ def read(now: datetime, heartbeat_timeout_seconds: int) -> Agenda:
         dispatch.anything_to_dispatch(),
         _recordings(prompts.PENDING),
         _recordings(prompts.KEPT) | select(Recording.id).where(stale).exists(),
+        offers.stray_legs_exist(),
+        twilio_queues.spent_exist(),
     )
     with db.reading() as session:
         values = session.execute(row).one()
     (offer, wrap_up, console_due, last_seen, transfer, consult_step, message, waits, *rest) = values
-    callbacks_wait, dispatchable, to_call, to_fetch = rest
+    callbacks_wait, dispatchable, to_call, to_fetch, stray, spent = rest
     return Agenda(
         now=now,
         offer_deadline=offer,
@@ -133,6 +137,8 @@ def read(now: datetime, heartbeat_timeout_seconds: int) -> Agenda:
         dispatchable=bool(dispatchable),
         recordings_to_call=bool(to_call),
         recordings_to_fetch=bool(to_fetch),
+        stray_legs=bool(stray),
+        spent_queues=bool(spent),
     )
 
 

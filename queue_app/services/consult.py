@@ -4,9 +4,11 @@ The operator talks to the caller over a plain `<Dial><Client>` bridge. A consult
 the conference `koe-call-<call id>` and dials the colleague into it while the caller is on hold:
 
 1. `start_consult` (the API): a Transfer (kind consult, state dialing), due at once.
-2. Step GATHER (worker): the operator's leg, the child of the caller's Dial, is redirected into the
-   conference (label `operator`). The caller's Dial then ends; its action (`caller_seat`) sends the
-   caller into the same conference (label `caller`, the conference ends when they leave).
+2. Step GATHER (worker): the operator's leg (their own call, bridged to the caller by `<Dial><Queue>`,
+   or for a recalled call the child of the caller's Dial) is redirected into the conference (label
+   `operator`). The bridge then ends; the caller's Enqueue action (or Dial action) asks
+   `caller_seat`, which sends the caller into the same conference (label `caller`, the conference
+   ends when they leave).
 3. The conference's status callback (`record_conference_event`) keeps the conference SID; once the
    caller has joined, step DIAL: hold the caller (HoldUrl: the queue's hold music) and add the
    colleague (Participants create, label `colleague-<transfer id>`).
@@ -64,6 +66,9 @@ ACTIVE = (State.DIALING.value, State.CONSULTING.value)
 DIAL_TIMEOUT_SECONDS = 20
 # How long a caller may sit in the conference with nobody else before the worker looks (step CHECK).
 ALONE_SECONDS = 5
+# A consult waiting for the operator's bridge looks again this often; the bridge's own webhook
+# (offers.bridge_formed) usually brings it forward at once.
+BRIDGE_LOOK_SECONDS = 2
 OPERATOR_LEFT = "operator_left"
 # The colleague's CallStatus when they were never reached -> why the call came back.
 NOT_REACHED = {"busy": "busy", "no-answer": "no_answer", "failed": "failed", "canceled": "no_answer"}
@@ -105,6 +110,9 @@ class ConsultStep:
     reason: str | None = None
     redirect_path: str | None = None
     conference_name: str = ""
+    # The operator's own leg, bridged to the caller from their queue; None: a child of the
+    # caller's <Dial> (a recalled call), found by asking Twilio.
+    operator_sid: str | None = None
 
     @property
     def colleague_label(self) -> str:
@@ -499,6 +507,8 @@ def claim_due(now: datetime) -> list[ConsultStep]:
         ).all()
         for transfer in rows:
             step = _step_of(transfer)
+            if step is Step.GATHER and _wait_for_bridge(session, transfer, now):
+                continue
             bump = 1 if step in (Step.GATHER, Step.DIAL) else 0
             claimed = session.execute(
                 update(Transfer)
@@ -516,6 +526,21 @@ def claim_due(now: datetime) -> list[ConsultStep]:
                     due.append(planned)
         due.extend(_claim_checks(session, now))
     return due
+
+
+def _wait_for_bridge(session: Session, transfer: Transfer, now: datetime) -> bool:
+    """Answered before the welcome ended, the operator's leg waits for the caller to reach their
+    queue. Moving it now would strand the caller there, so the consult begins once the bridge forms
+    (or the call ends, which `_plan` handles)."""
+    call = session.get(Call, transfer.call_id)
+    if (
+        call is None
+        or call.state != CallState.CONNECTED.value
+        or not offers.bridge_pending(session, call.id, now)
+    ):
+        return False
+    transfer.next_attempt_at = now + timedelta(seconds=BRIDGE_LOOK_SECONDS)
+    return True
 
 
 def _claim_checks(session: Session, now: datetime) -> list[ConsultStep]:
@@ -611,6 +636,16 @@ def _plan(session: Session, transfer: Transfer, call: Call, step: Step, now: dat
         hold_url=calls.hold_music(session, queue).url,
         reason=transfer.recall_reason,
         redirect_path=path,
+        operator_sid=_operator_leg(session, call) if step is Step.GATHER else None,
+    )
+
+
+def _operator_leg(session: Session, call: Call) -> str | None:
+    return session.scalar(
+        select(Offer.leg_sid)
+        .where(Offer.call_id == call.id, Offer.state == OfferState.ACCEPTED.value)
+        .order_by(Offer.id.desc())
+        .limit(1)
     )
 
 

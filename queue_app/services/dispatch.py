@@ -76,10 +76,11 @@ CREATE_CALL = "create_call"
 class PendingRedirect:
     """REST work decided in a transaction, done by the worker once that transaction has committed.
 
-    `kind=REDIRECT`: move the caller leg `call_sid` to the TwiML at `path`. `kind=CREATE_CALL` (a
-    callback, services/callbacks.py): there is no caller leg; create an outbound call to `to` (the
-    operator's `client:<identity>` or phone) from `from_` (the number the caller rang), running
-    `path` when answered, with status callbacks to `path + "/status"` and ringing `timeout` s.
+    `kind=REDIRECT`: move the caller leg `call_sid` to the TwiML at `path`. `kind=CREATE_CALL`:
+    create an outbound call to `to` (the operator's `client:<identity>` or phone) from `from_`,
+    running `path` when answered, with status callbacks to `status_path` (by default `path +
+    "/status"`) and ringing `timeout` s. A callback (services/callbacks.py) has no caller leg; a
+    queue offer rings each operator so (`user_id`) while the caller waits on in their queue.
     """
 
     call_id: int
@@ -91,11 +92,15 @@ class PendingRedirect:
     to: str | None = None
     from_: str | None = None
     timeout: int = 30
+    status_path: str | None = None
+    user_id: int | None = None
 
     def url(self, base: str) -> str:
         return base.rstrip("/") + self.path
 
     def status_url(self, base: str) -> str:
+        if self.status_path:
+            return base.rstrip("/") + self.status_path
         return self.url(base) + "/status"
 
 
@@ -538,10 +543,41 @@ def _apply(
         if callback:
             redirects.append(_callback_call(session, call, won[0], group_key, queue.ring_timeout_seconds))
         else:
-            redirects.append(
-                PendingRedirect(call.id, call.call_sid, f"/twilio/offer/{group_key}", group_key=group_key)
-            )
+            redirects += offer_legs(session, call, won, group_key, queue.ring_timeout_seconds)
     return redirects
+
+
+def offer_legs(
+    session: Session, call: Call, user_ids: list[int], group_key: str, timeout: int
+) -> list[PendingRedirect]:
+    """One outbound call to each operator's device; the caller stays in their queue meanwhile.
+
+    A browser sees the caller's number as the call's From; a phone sees the number the caller rang
+    (Twilio lets an outbound call to a phone show only our own numbers).
+    """
+    legs = []
+    for user_id in user_ids:
+        user = session.get(User, user_id)
+        target = offers.device_of(user) if user else None
+        if target is None:
+            continue
+        client = target.kind == "client"
+        prefix = f"/twilio/offer/{group_key}"
+        legs.append(
+            PendingRedirect(
+                call.id,
+                call.call_sid,
+                f"{prefix}/answer?operator={user_id}",
+                group_key=group_key,
+                kind=CREATE_CALL,
+                to=f"client:{target.address}" if client else target.address,
+                from_=call.from_number if client else call.to_number,
+                timeout=timeout,
+                status_path=f"{prefix}/leg?operator={user_id}",
+                user_id=user_id,
+            )
+        )
+    return legs
 
 
 def _callback_call(

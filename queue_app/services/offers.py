@@ -13,21 +13,35 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Exists, func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.states import Call as CallState
-from ..domain.states import can_move
+from ..domain.states import can_move, is_final
 from ..extensions import db
-from ..models import Call, CallEvent, Offer, OfferState, Queue, QueueLogin, User
+from ..models import (
+    Call,
+    CallEvent,
+    Offer,
+    OfferState,
+    Queue,
+    QueueLogin,
+    Transfer,
+    TransferKind,
+    TransferState,
+    User,
+)
 from . import operators
 
 log = logging.getLogger("koe.offers")
+
+# The Queue url (`bridge_formed`) is asked a moment before the bridge itself forms.
+BRIDGE_SETTLE_SECONDS = 1
 
 # The offer's deadline is the ring timeout plus Twilio's buffer (about 5 s, twilio.md §3) plus slack
 # for the Dial action to reach us; after that the sweep reclaims it.
@@ -293,7 +307,12 @@ end_offer = _end_offer
 def record_leg_status(
     group_key: str, leg_status: str, now: datetime, user_id: int | None = None, to: str | None = None
 ) -> None:
-    """A child leg's status callback: who answered, who declined. Idempotent."""
+    """An operator leg's status callback: who answered, who declined, who hung up. Idempotent.
+
+    The leg is a child of the caller's `<Dial>` (a recall) or the operator's own outbound call (a
+    queue offer, `leg_sid` set). For the latter nothing else reports the end of the ringing: when
+    the last leg of the group has ended unanswered, the caller simply waits on (their place kept).
+    """
     with db.transaction() as session:
         offers = _group(session, group_key)
         offer = _find_offer(session, offers, user_id, to)
@@ -307,10 +326,282 @@ def record_leg_status(
             if target is not None and target.kind == "client":
                 _accept(session, offers, offer, now)
             return
-        outcome = LEG_OUTCOMES.get(leg_status)
-        if outcome is not None and offer.state == OfferState.RINGING.value:
-            # One operator declined or could not be reached while others may still ring.
-            _end_offer(session, offer, outcome, now)
+        if leg_status not in CALLER_GONE_STATUSES:
+            return
+        own_leg = offer.leg_sid is not None
+        offer.leg_done = True
+        if offer.state == OfferState.ACCEPTED.value and own_leg:
+            _connection_over(session, offer, now)  # the operator hung up (or their line dropped)
+            return
+        if offer.state != OfferState.RINGING.value:
+            return
+        # One operator declined or could not be reached while others may still ring. An own leg
+        # that ended "completed" without being accepted (a voicemail that never pressed 1) is a miss.
+        _end_offer(session, offer, LEG_OUTCOMES.get(leg_status, OfferState.NO_ANSWER), now)
+        if own_leg:
+            _after_last_leg(session, offers, now, "offer_missed")
+
+
+# --- the operator's own leg (a queue offer) ------------------------------------------------------
+
+
+class LegStep(StrEnum):
+    BRIDGE = "bridge"  # take the caller out of their queue: <Dial><Queue>
+    HOLD = "hold"  # taken, but the caller still hears the welcome: their queue begins after it
+    CONFIRM = "confirm"  # a phone: "press 1 to take the call" first
+    GONE = "gone"  # another operator took it, or the caller left: hang up
+
+
+@dataclass(frozen=True, slots=True)
+class LegAnswer:
+    step: LegStep
+    call_id: int = 0
+    queue_name: str = ""
+    language: str = "sv"
+    voice: str | None = None
+
+
+def leg_created(group_key: str, user_id: int, leg_sid: str) -> None:
+    """The worker created the operator's leg. Kept even if the offer ended meanwhile: then the leg
+    is a stray one, and the worker's next round hangs it up."""
+    with db.transaction() as session:
+        offer = next((o for o in _group(session, group_key) if o.user_id == user_id), None)
+        if offer is not None and offer.leg_sid is None:
+            offer.leg_sid = leg_sid
+
+
+def leg_failed(group_key: str, user_id: int, now: datetime, reason: str) -> None:
+    """The leg could not be created (our side or Twilio's): that operator is free again, not charged
+    with a miss; the caller waits on if nobody else rings for them."""
+    with db.transaction() as session:
+        offers = _group(session, group_key)
+        offer = next((o for o in offers if o.user_id == user_id), None)
+        if offer is None or offer.state != OfferState.RINGING.value:
+            return
+        _end_offer(session, offer, OfferState.UNREACHABLE, now, count_miss=False)
+        call = _lock_call(session, offer.call_id)
+        if call is not None:
+            call_event(session, call, "offer_leg_failed", now, group_key=group_key, reason=reason)
+        _after_last_leg(session, offers, now, "offer_canceled")
+
+
+def answer_leg(
+    group_key: str, user_id: int | None, leg_sid: str, now: datetime, confirmed: bool
+) -> LegAnswer:
+    """The operator answered their leg. A browser takes the call at once (the first answer wins); a
+    phone only once it pressed 1 (`confirmed`), since a voicemail answers too."""
+    with db.transaction() as session:
+        offers = _group(session, group_key)
+        offer = next((o for o in offers if o.user_id == user_id), None)
+        if offer is None:
+            log.info("leg answered for unknown offer group=%s user=%s", group_key, user_id)
+            return LegAnswer(LegStep.GONE)
+        offer.leg_sid = offer.leg_sid or leg_sid
+        call = session.get(Call, offer.call_id)
+        queue = session.get(Queue, call.queue_id) if call is not None and call.queue_id else None
+        answer = LegAnswer(
+            LegStep.GONE,
+            offer.call_id,
+            queue.name if queue else "",
+            queue.language if queue else "sv",
+            queue.voice if queue else None,
+        )
+        user = session.get(User, offer.user_id)
+        target = device_of(user) if user else None
+        if target is not None and target.kind == "number" and not confirmed:
+            ringing = offer.state == OfferState.RINGING.value
+            return replace(answer, step=LegStep.CONFIRM if ringing else LegStep.GONE)
+        if call is None or is_final(call.state):
+            if offer.state == OfferState.ACCEPTED.value and call is not None:
+                operators.on_call_ended(session, call, now)  # gone between the answer and the bridge
+            return answer
+        if offer.state == OfferState.ACCEPTED.value and not _still_ours(session, call, offer):
+            return answer  # a HOLD that outlived its call: transferred or consulted meanwhile
+        if not _accept(session, offers, offer, now):
+            return answer
+        return replace(answer, step=LegStep.BRIDGE if in_own_queue(call) else LegStep.HOLD)
+
+
+def _still_ours(session: Session, call: Call, offer: Offer) -> bool:
+    """Is the caller still this accepted offer's to bridge? Not once a blind transfer or a later
+    offer has taken the call, e.g. when the operator transferred it before the welcome ended. (A
+    consult keeps the call connected: it waits for the bridge, see `bridge_pending`.)"""
+    latest = session.scalar(select(func.max(Offer.id)).where(Offer.call_id == call.id))
+    return call.state == CallState.CONNECTED.value and latest == offer.id
+
+
+def bridge_formed(group_key: str, user_id: int | None, now: datetime, queue_sid: str | None = None) -> None:
+    """The Queue url's request: the bridge forms. It also names the caller's Twilio queue, which a
+    caller who hangs up while talking never reports otherwise (services/twilio_queues.py)."""
+    with db.transaction() as session:
+        offer = next((o for o in _group(session, group_key) if o.user_id == user_id), None)
+        if offer is None or offer.bridged_at is not None:
+            return
+        call = session.get(Call, offer.call_id)
+        if call is not None and queue_sid and call.twilio_queue_sid is None:
+            call.twilio_queue_sid = queue_sid
+        offer.bridged_at = now
+        # A consult that waited for this bridge may begin once it has settled (consult._wait_for_bridge).
+        settled = now + timedelta(seconds=BRIDGE_SETTLE_SECONDS)
+        session.execute(
+            update(Transfer)
+            .where(
+                Transfer.call_id == offer.call_id,
+                Transfer.kind == TransferKind.CONSULT.value,
+                Transfer.state == TransferState.DIALING.value,
+                Transfer.attempts == 0,
+                Transfer.next_attempt_at > settled,
+            )
+            .values(next_attempt_at=settled)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def bridge_pending(session: Session, call_id: int, now: datetime) -> bool:
+    """The call was answered on an operator's own leg whose bridge has not formed yet (the caller
+    was still hearing the welcome): moving that leg now would leave the caller in their queue. The
+    Queue url is asked just before the bridge, so a bridge younger than BRIDGE_SETTLE_SECONDS counts
+    as pending too."""
+    offer = session.scalars(
+        select(Offer)
+        .where(Offer.call_id == call_id, Offer.state == OfferState.ACCEPTED.value)
+        .order_by(Offer.id.desc())
+        .limit(1)
+    ).first()
+    if offer is None or offer.leg_sid is None:
+        return False
+    return offer.bridged_at is None or offer.bridged_at > now - timedelta(seconds=BRIDGE_SETTLE_SECONDS)
+
+
+def in_own_queue(call: Call) -> bool:
+    """Has the caller reached their Twilio queue (fetched the waitUrl)? Before that the queue may not
+    exist yet, and `<Dial><Queue>` of a missing queue fails."""
+    return bool((call.announcement_state or {}).get("joined_at"))
+
+
+def refuse_unconfirmed(group_key: str, user_id: int | None, now: datetime) -> None:
+    """A phone operator's leg ended its "press 1" without a 1 (a voicemail): a missed offer."""
+    with db.transaction() as session:
+        offers = _group(session, group_key)
+        offer = next((o for o in offers if o.user_id == user_id), None)
+        if offer is not None and offer.state == OfferState.RINGING.value:
+            _end_offer(session, offer, OfferState.NO_ANSWER, now)
+            _after_last_leg(session, offers, now, "offer_missed")
+
+
+def _after_last_leg(session: Session, offers: list[Offer], now: datetime, kind: str) -> None:
+    """One operator's leg is over; once no leg of the group rings, the caller simply waits on."""
+    if not any(o.state == OfferState.RINGING.value for o in offers):
+        close_group(session, offers, OfferState.NO_ANSWER, now, kind)
+
+
+def leg_bridge_ended(group_key: str, user_id: int | None, dial_status: str, now: datetime) -> bool:
+    """The operator leg's `<Dial><Queue>` ended: the talk is over, or it never began. True: it never
+    began though the caller is still there for this operator (their queue was empty a moment): try
+    again."""
+    with db.transaction() as session:
+        offer = next((o for o in _group(session, group_key) if o.user_id == user_id), None)
+        if offer is None or offer.state != OfferState.ACCEPTED.value:
+            return False
+        call = _lock_call(session, offer.call_id)
+        latest = session.scalar(select(func.max(Offer.id)).where(Offer.call_id == offer.call_id))
+        if (
+            dial_status != "completed"
+            and call is not None
+            and call.state == CallState.CONNECTED.value
+            and latest == offer.id
+        ):
+            return True
+        _connection_over(session, offer, now)
+        return False
+
+
+def caller_bridge_ended(call_sid: str, now: datetime) -> None:
+    """The caller's side of the same end (their Enqueue action said `bridged`)."""
+    with db.transaction() as session:
+        call_id = session.scalar(select(Call.id).where(Call.call_sid == call_sid))
+        offer = session.scalars(
+            select(Offer)
+            .where(Offer.call_id == call_id, Offer.state == OfferState.ACCEPTED.value)
+            .order_by(Offer.id.desc())
+            .limit(1)
+        ).first()
+        if offer is not None and offer.leg_sid is not None:
+            _connection_over(session, offer, now)
+
+
+def accepted_group(call_sid: str) -> str | None:
+    """The offer group through which this caller was last answered."""
+    with db.transaction() as session:
+        return session.scalar(
+            select(Offer.group_key)
+            .join(Call, Call.id == Offer.call_id)
+            .where(Call.call_sid == call_sid, Offer.state == OfferState.ACCEPTED.value)
+            .order_by(Offer.id.desc())
+            .limit(1)
+        )
+
+
+def _connection_over(session: Session, offer: Offer, now: datetime) -> None:
+    """Caller and operator are no longer bridged. Completed, unless the call has moved on since
+    (a transfer, a consult, a later offer): then the service that moved it owns the call.
+    Idempotent: the operator's Dial action, both status callbacks and the caller's Enqueue action
+    may all report it."""
+    call = _lock_call(session, offer.call_id)
+    if call is None:
+        return
+    latest = session.scalar(select(func.max(Offer.id)).where(Offer.call_id == call.id))
+    talking = call.state == CallState.CONNECTED.value and latest == offer.id
+    if (
+        talking
+        and not _transferred_since(session, call.id, offer.created_at)
+        and move_call(session, call, CallState.COMPLETED, now, "completed", reason="answered")
+    ):
+        call.ended_at = now
+        call.outcome_reason = call.outcome_reason or "answered"
+    if call.state != CallState.CONNECTED.value or call.answered_by_id != offer.user_id:
+        operators.on_call_ended(session, call, now)
+
+
+def _transferred_since(session: Session, call_id: int, since: datetime) -> bool:
+    """A transfer or consult began since the answer: it moved the legs, and it owns their ends."""
+    return (
+        session.scalar(
+            select(Transfer.id).where(Transfer.call_id == call_id, Transfer.created_at >= since).limit(1)
+        )
+        is not None
+    )
+
+
+def _stray() -> list[ColumnElement[bool]]:
+    # As the partial index ix_offers_stray_legs (models.py) reads it.
+    return [
+        Offer.leg_sid.is_not(None),
+        Offer.leg_done.is_(False),
+        Offer.state.not_in((OfferState.RINGING.value, OfferState.ACCEPTED.value)),
+    ]
+
+
+def stray_legs(session: Session) -> list[tuple[int, str]]:
+    """Legs still up whose offer is over: (offer id, leg sid), for the worker to hang up."""
+    rows = session.execute(select(Offer.id, Offer.leg_sid).where(*_stray()).order_by(Offer.id)).all()
+    return [(offer_id, str(sid)) for offer_id, sid in rows]
+
+
+def stray_legs_exist() -> Exists:
+    return select(Offer.id).where(*_stray()).exists()
+
+
+def legs_hung_up(offer_ids: list[int]) -> None:
+    if not offer_ids:
+        return
+    with db.transaction() as session:
+        session.execute(
+            update(Offer)
+            .where(Offer.id.in_(offer_ids))
+            .values(leg_done=True)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def confirm_whisper(group_key: str, user_id: int | None, to: str | None, digits: str, now: datetime) -> bool:

@@ -175,7 +175,8 @@ def unregister(emulator: Emulator, identity: str) -> None:
 
 def _legs(emulator: Emulator, identity: str) -> Iterator[Call]:
     for call in emulator.state.calls.values():
-        if call.client_identity == identity and call.direction == "outbound-dial":
+        # A child of a <Dial><Client>, or an outbound call of the app's own to the browser.
+        if call.client_identity == identity and call.direction in ("outbound-dial", "outbound-api"):
             yield call
 
 
@@ -224,6 +225,11 @@ def accept(emulator: Emulator, identity: str, sid: str) -> None:
         leg = _leg_of(emulator, identity, sid)
         if leg.ended or leg.answered:
             raise DemoError("This call is no longer ringing.")
+        if leg.direction == "outbound-api":
+            if leg.process is not None:
+                leg.process.stop()
+            run(emulator, leg, _answered_own_call)
+            return
         parent = emulator.state.calls.get(leg.parent_sid or "")
         if parent is None or parent.process is None:
             raise DemoError("This call has no caller any more.")
@@ -248,6 +254,16 @@ def _answered(runner: Any, parent: Call) -> Step:
     finally:
         if call.ended and not told and parent.process is not None:
             parent.process.wake("child_ended", call.sid)
+
+
+def _answered_own_call(runner: Any) -> Step:
+    """What `executor.LegRunner.outbound` does once its far end answers: run the call's TwiML."""
+    emu, call = runner.emu, runner.call
+    emu.mark_answered(call)
+    if call.twiml is not None:
+        yield from runner.main_twiml(call.twiml)
+    elif call.url:
+        yield from runner.main(call.url, call.method)
 
 
 def reject(emulator: Emulator, identity: str, sid: str) -> None:

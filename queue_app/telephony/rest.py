@@ -47,6 +47,9 @@ class TwilioRest:
     def hang_up(self, call_sid: str) -> None:
         self.client.calls(call_sid).update(status="completed")
 
+    def delete_queue(self, queue_sid: str) -> None:
+        self.client.queues(queue_sid).delete()
+
     def create_call(
         self, to: str, from_: str, url: str, status_callback: str | None = None, timeout: int = 30
     ) -> str:

@@ -65,23 +65,40 @@ def _add(response: Any, utterances: Sequence[Utterance], base_url: str) -> None:
             response.say(u.text, voice=u.voice or voice_for(u.language), language=u.language)
 
 
-def queue_name(queue_id: int) -> str:
-    """The Twilio queue (Enqueue name) of one of our queues; ≤ 64 characters."""
-    return f"koe-{queue_id}"
+def queue_name(call_id: int) -> str:
+    """The caller's own Twilio queue (Enqueue name, ≤ 64 characters).
+
+    One queue per caller: the operator who answers an offer bridges with exactly this caller
+    (`<Dial><Queue>`, which takes a queue's first member), while the order of our queue stays ours.
+    """
+    return f"koe-caller-{call_id}"
 
 
-def enqueue(base_url: str, queue_id: int, before: Sequence[Utterance] = ()) -> str:
-    """The welcome (or nothing), then the caller joins the Twilio queue with our waitUrl and action."""
+def enqueue(base_url: str, call_id: int, before: Sequence[Utterance] = ()) -> str:
+    """The welcome (or nothing), then the caller joins their Twilio queue with our waitUrl and action."""
     response = VoiceResponse()
     _add(response, before, base_url)
     base = base_url.rstrip("/")
     response.enqueue(
-        queue_name(queue_id),
+        queue_name(call_id),
         wait_url=f"{base}/twilio/wait",
         wait_url_method="POST",
         action=f"{base}/twilio/queue-result",
         method="POST",
     )
+    return str(response)
+
+
+def bridge_from_queue(call_id: int, action: str, bridged_url: str, timeout: int = 10) -> str:
+    """The operator's answered leg takes the caller out of their queue: `<Dial><Queue>`.
+
+    The caller hears the queue's announcements until this moment. `timeout`: how long the Dial
+    waits should the caller's queue be empty (they hung up just now); then `action` is told.
+    `bridged_url` is asked on the caller's side the moment the bridge forms (Queue `url`).
+    """
+    response = VoiceResponse()
+    dial = response.dial(action=action, method="POST", timeout=timeout)
+    dial.queue(queue_name(call_id), url=bridged_url, method="POST")
     return str(response)
 
 
@@ -191,6 +208,12 @@ def record_message(
         recording_status_callback=status_callback,
         recording_status_callback_method="POST",
     )
+    return str(response)
+
+
+def redirect(url: str) -> str:
+    response = VoiceResponse()
+    response.redirect(url, method="POST")
     return str(response)
 
 

@@ -5,8 +5,14 @@ They only record facts (through services/offers.py and services/transfers.py) an
 they never call Twilio's REST API.
 
 URL contract (group_key: an offer group, one per call and dispatch; operator: a user id):
-    /twilio/offer/<group_key>                          caller leg: <Dial> the ringing operators
-    /twilio/offer/<group_key>/leg?operator=<id>        child leg status callback
+    /twilio/offer/<group_key>/answer?operator=<id>     operator's own leg answered (a queue offer;
+                                                       the caller waits in their queue meanwhile):
+                                                       <Dial><Queue> the caller, or "press 1" first
+    /twilio/offer/<group_key>/confirm?operator=<id>    a phone operator's "press 1"
+    /twilio/offer/<group_key>/done?operator=<id>       that leg's <Dial><Queue> has ended
+    /twilio/offer/<group_key>                          caller leg: <Dial> the ringing operators (a
+                                                       recall to the operator who transferred)
+    /twilio/offer/<group_key>/leg?operator=<id>        operator leg's status callback (both kinds)
     /twilio/offer/<group_key>/whisper?operator=<id>    phone operator's leg: "press 1"
     /twilio/offer/<group_key>/whisper-result?operator=<id>
     /twilio/offer/<group_key>/result                   the Dial's action
@@ -33,7 +39,7 @@ from ..domain import prompts_text
 from ..extensions import csrf
 from ..services import callbacks, consult, dispatch, offers, transfers
 from ..services.consult import CALLER
-from ..services.offers import DialOutcome, OfferPlan
+from ..services.offers import DialOutcome, LegStep, OfferPlan
 from ..services.transfers import TransferOutcome, TransferResult
 from ..telephony import twiml
 from ..telephony.signatures import twilio_signed
@@ -95,6 +101,8 @@ def _webhook_failed(exc: Exception) -> Response | HTTPException:
     log.exception(
         "offer webhook failed route=%s call_sid=%s", request.path, request.values.get("CallSid", "-")
     )
+    if request.path.endswith(("/answer", "/confirm", "/done")):
+        return _hang_up()  # the operator's own leg: never into the caller queue
     if request.path.startswith("/twilio/callback/"):
         # The operator's own outbound leg: never into the caller queue.
         return _xml(VoiceResponse()) if request.path.endswith("/status") else _hang_up()
@@ -143,6 +151,80 @@ def offer(group_key: str) -> Response:
     if not plan.ringing:
         return _back_to_queue()
     return _xml(offer_dial(plan, _base()))
+
+
+def _bridge_or_confirm(group_key: str, answer: offers.LegAnswer) -> Response:
+    operator = _operator_param()
+    prefix = f"{_base()}/twilio/offer/{group_key}"
+    if answer.step is LegStep.BRIDGE:
+        document = twiml.bridge_from_queue(
+            answer.call_id, f"{prefix}/done?operator={operator}", f"{prefix}/bridged?operator={operator}"
+        )
+        return Response(document, mimetype="application/xml")
+    if answer.step is LegStep.HOLD:
+        # The caller still hears the welcome; their queue begins after it. Look again in a second.
+        response = VoiceResponse()
+        response.pause(length=1)
+        response.redirect(f"{prefix}/answer?operator={operator}", method="POST")
+        return _xml(response)
+    if answer.step is LegStep.CONFIRM:
+        response = VoiceResponse()
+        confirm = f"{prefix}/confirm?operator={operator}"
+        gather = response.gather(num_digits=1, timeout=6, action=confirm, method="POST")
+        text = WHISPER.get(answer.language, WHISPER["sv"]).format(queue=answer.queue_name)
+        _say(gather, text, answer.language, answer.voice)
+        response.redirect(confirm, method="POST")  # no key (a voicemail): the confirm refuses
+        return _xml(response)
+    return _hang_up()
+
+
+@bp.post("/twilio/offer/<group_key>/answer")
+@twilio_signed
+def offer_answer(group_key: str) -> Response:
+    """The operator answered their own leg: bridge with the caller, who waited in their queue."""
+    answer = offers.answer_leg(
+        group_key, _operator_param(), request.form.get("CallSid", ""), get_clock().now(), confirmed=False
+    )
+    dispatch.wake()
+    return _bridge_or_confirm(group_key, answer)
+
+
+@bp.post("/twilio/offer/<group_key>/confirm")
+@twilio_signed
+def offer_confirm(group_key: str) -> Response:
+    now = get_clock().now()
+    dispatch.wake()
+    if request.form.get("Digits", "").strip() != "1":
+        offers.refuse_unconfirmed(group_key, _operator_param(), now)
+        return _hang_up()
+    answer = offers.answer_leg(
+        group_key, _operator_param(), request.form.get("CallSid", ""), now, confirmed=True
+    )
+    return _bridge_or_confirm(group_key, answer)
+
+
+@bp.post("/twilio/offer/<group_key>/bridged")
+@twilio_signed
+def offer_bridged(group_key: str) -> Response:
+    """The Queue `url`, asked on the caller's side as the operator's leg takes them: the bridge formed."""
+    offers.bridge_formed(group_key, _operator_param(), get_clock().now(), request.form.get("QueueSid"))
+    dispatch.wake()
+    return _xml(VoiceResponse())
+
+
+@bp.post("/twilio/offer/<group_key>/done")
+@twilio_signed
+def offer_done(group_key: str) -> Response:
+    again = offers.leg_bridge_ended(
+        group_key, _operator_param(), request.form.get("DialCallStatus", ""), get_clock().now()
+    )
+    dispatch.wake()
+    if again:
+        response = VoiceResponse()
+        response.pause(length=1)
+        response.redirect(f"{_base()}/twilio/offer/{group_key}/answer?operator={_operator_param()}")
+        return _xml(response)
+    return _hang_up()
 
 
 @bp.post("/twilio/offer/<group_key>/leg")

@@ -15,9 +15,11 @@ from werkzeug.exceptions import HTTPException
 
 from .. import PROJECT_ROOT, get_clock, webhook_log
 from ..extensions import csrf, db
-from ..services import calls, closing
+from ..services import calls, closing, consult, dispatch, offers, twilio_queues
+from ..services.consult import CALLER
 from ..telephony import twiml
 from ..telephony.signatures import twilio_signed
+from .consult_hooks import conference_seat
 
 bp = Blueprint("voice", __name__)
 csrf.exempt(bp)
@@ -79,8 +81,8 @@ def _arrival_twiml(arrival: calls.Arrival) -> str:
     webhook_log.outcome(
         arrival.kind.value + ("_busy" if arrival.busy else "_forward" if arrival.forward else "")
     )
-    if arrival.enqueue and arrival.queue_id is not None:
-        return twiml.enqueue(_base(), arrival.queue_id, arrival.say)
+    if arrival.enqueue and arrival.call_id is not None:
+        return twiml.enqueue(_base(), arrival.call_id, arrival.say)
     if arrival.busy:
         return twiml.reject_busy()
     if arrival.forward is not None:
@@ -186,6 +188,11 @@ def forward_result() -> Response:
 @bp.post("/twilio/queue-result")
 @twilio_signed
 def queue_result() -> Response:
+    twilio_queues.remember(request.form.get("CallSid", ""), request.form.get("QueueSid", ""))
+    if request.form.get("QueueResult") == "bridged":
+        seat = _after_bridge(request.form.get("CallSid", ""))
+        if seat is not None:
+            return seat
     answer = calls.record_queue_result(
         request.form.get("CallSid", ""),
         request.form.get("QueueResult", ""),
@@ -193,6 +200,23 @@ def queue_result() -> Response:
         get_clock().now(),
     )
     return twiml_response(_queue_result_twiml(answer))
+
+
+def _after_bridge(call_sid: str) -> Response | None:
+    """The operator's `<Dial><Queue>` bridge has ended. A consult moved the operator's leg into its
+    conference: the caller follows. Otherwise the talk is over (the caller's call then ends)."""
+    now = get_clock().now()
+    group_key = offers.accepted_group(call_sid)
+    if group_key is None:
+        return None
+    seat = consult.caller_seat(group_key, now)
+    dispatch.wake()
+    if isinstance(seat, consult.CallerRecall):
+        return twiml_response(twiml.redirect(_url(seat.path)))
+    if seat is not None:
+        return twiml_response(str(conference_seat(seat, CALLER, _base())))
+    offers.caller_bridge_ended(call_sid, now)
+    return None
 
 
 @bp.post("/twilio/status")

@@ -68,7 +68,13 @@ def test_an_operator_answers_transfers_to_a_busy_colleague_gets_the_call_back_an
         expect(page.locator("#call-panel")).to_be_visible(timeout=10_000)
         expect(page.locator("#call-number")).to_have_text(DEMO_CALLER)
         page.wait_for_function(
-            """async (sid) => (await (await fetch(`/emulator/demo/calls/${sid}`)).json()).bridged""",
+            # A synchronous request: wait_for_function takes a pending Promise for a truthy value.
+            """(sid) => {
+                const xhr = new XMLHttpRequest();
+                xhr.open("GET", `/emulator/demo/calls/${sid}`, false);
+                xhr.send();
+                return JSON.parse(xhr.responseText).bridged;
+            }""",
             arg=caller_sid,
             timeout=10_000,
         )

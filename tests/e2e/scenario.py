@@ -47,3 +47,9 @@ def queue_settings(queue_id: int, **values: Any) -> None:
         assert queue is not None
         for name, value in values.items():
             setattr(queue, name, value)
+
+
+def operator_legs(emulator: Any, *identities: str) -> list[Any]:
+    """The outbound calls that rang these operators' browsers (a queue offer's own legs)."""
+    wanted = {f"client:{identity}" for identity in identities}
+    return [c for c in emulator.calls if c.to in wanted and c.direction == "outbound-api"]

@@ -9,11 +9,11 @@ from sqlalchemy import select
 
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
-from queue_app.models import Call, MissedCall, OperatorStatus
-from queue_app.services import operators
-from queue_app.sim import CallerScript, ClientDevice, Emulator
+from queue_app.models import Call, MissedCall, Offer, OperatorStatus, Prompt
+from queue_app.services import operators, transfers
+from queue_app.sim import CallerScript, ClientDevice, Emulator, PhoneNumber
 
-from .scenario import make_switchboard
+from .scenario import make_switchboard, operator_legs, queue_settings
 
 CALLER = "+46701234567"
 
@@ -56,6 +56,130 @@ def test_it_answers_a_caller_with_the_free_operator(
     assert emulator.errors == []
 
 
+def test_each_callers_own_twilio_queue_is_deleted_once_the_call_has_ended(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    """Twilio keeps a queue until it is deleted; one per caller would pile up by the thousand."""
+    with app.app_context():
+        board = make_switchboard(("op_anna",))
+        operators.log_in(board.operators["op_anna"], [board.queue_id], clock.now())
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=3))
+    answered = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(talk_for=20))
+    gave_up = emulator.place_call("+46701234568", incoming_number(board.number), CallerScript(patience=8))
+    assert answered.wait_until(lambda: answered.bridged_with is not None, timeout=120)
+    with app.app_context():
+        queues = {sid: f"koe-caller-{call_row(sid).id}" for sid in (answered.sid, gave_up.sid)}
+    assert all(emulator.queue_by_name(name) is not None for name in queues.values())
+    still_waiting = emulator.place_call("+46701234569", incoming_number(board.number), CallerScript())
+
+    emulator.advance(60)
+    assert (answered.status, gave_up.status) == ("completed", "completed")
+    assert [name for name in queues.values() if emulator.queue_by_name(name)] == []
+    with app.app_context():
+        waiting = f"koe-caller-{call_row(still_waiting.sid).id}"
+        assert [call_row(sid).twilio_queue_sid for sid in queues] == [None, None]
+    assert emulator.queue_by_name(waiting) is not None  # a caller who waits keeps theirs
+    assert emulator.errors == []
+
+
+def test_the_caller_hears_the_queue_while_the_operator_rings_and_only_then_is_connected(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    """Twilio's classic pattern redirects the caller into a <Dial>, where they hear ringback. Here
+    the caller stays in their queue until the operator has answered: the welcome is never cut, and
+    the head of the queue hears its position while the operator's browser rings."""
+    with app.app_context():
+        board = make_switchboard(("op_anna",), ring_timeout_seconds=30)
+        operators.log_in(board.operators["op_anna"], [board.queue_id], clock.now())
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=15))
+    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(talk_for=60))
+
+    assert call.wait_until(lambda: call.bridged_with is not None, timeout=120)
+    (leg,) = operator_legs(emulator, "op_anna")
+    with app.app_context(), db.transaction() as session:
+        (rang_from,) = session.scalars(select(Offer.created_at)).all()  # when her browser began to ring
+    bridged_at = call.call.bridged_at
+    assert bridged_at is not None and (bridged_at - rang_from).total_seconds() >= 15
+    said_while_ringing = [
+        h.content for h in call.call.heard if h.kind == "say" and rang_from <= h.at < bridged_at
+    ]
+    assert "Du är först i kön." in said_while_ringing
+    assert not [h for h in call.call.heard if h.kind == "ringing"]  # no ringback, no silence
+    assert call.call.bridged_with == leg.sid and call.children == []  # never redirected into a <Dial>
+    with app.app_context():
+        assert call_row(call.sid).answered_by_id == board.operators["op_anna"]
+    assert emulator.errors == []
+
+
+def test_a_transfer_made_before_the_welcome_ended_hangs_up_the_operators_waiting_leg(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    """Anna's browser answers during the welcome, so her leg waits for the caller to reach their
+    queue. She transfers at once: the caller goes to the colleague, and her waiting leg ends rather
+    than waiting on for a caller who will never come."""
+    colleague = "+46701112233"
+    emulator.register_number(colleague, PhoneNumber(mode="answer", answer_after=3))
+    with app.app_context():
+        board = make_switchboard(("op_anna",))
+        anna = board.operators["op_anna"]
+        with db.transaction() as session:
+            text = "Välkommen till Exempel AB. " * 6
+            session.add(
+                Prompt(organisation_id=board.organisation_id, kind="welcome", language="sv", text=text)
+            )
+        operators.log_in(anna, [board.queue_id], clock.now())
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=0))
+    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=None))
+    with app.app_context():
+        assert call.wait_until(lambda: call_state(call.sid) == "connected", timeout=60)
+        assert call.bridged_with is None  # still in the welcome
+        transfers.start_blind_transfer(call_row(call.sid).id, anna, colleague, clock.now())
+    emulator.tick_now()
+    emulator.advance(15)
+
+    (leg,) = operator_legs(emulator, "op_anna")
+    assert leg.status == "completed"
+    (colleague_leg,) = [c for c in emulator.calls if c.to == colleague]
+    assert colleague_leg.status == "in-progress"
+    assert call.bridged_with is not None and call.bridged_with.sid == colleague_leg.sid
+    with app.app_context():
+        assert operator_state(anna) in ("wrap_up", "available")
+    call.hang_up()
+    emulator.advance(5)
+    with app.app_context():
+        assert (call_row(call.sid).state, call_row(call.sid).outcome_reason) == ("completed", "transferred")
+    assert emulator.errors == []
+
+
+def call_state(call_sid: str) -> str | None:
+    with db.transaction() as session:
+        return session.scalar(select(Call.state).where(Call.call_sid == call_sid))
+
+
+def test_a_missed_ring_leaves_the_caller_where_they_were_hearing_the_queue(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    with app.app_context():
+        board = make_switchboard(("op_anna", "op_bo"), ring_timeout_seconds=10)
+        for identity in ("op_anna", "op_bo"):
+            operators.log_in(board.operators[identity], [board.queue_id], clock.now())
+        queue_settings(board.queue_id, strategy="longest_idle")
+    emulator.register_client("op_anna", ClientDevice(mode="ignore"))
+    emulator.register_client("op_bo", ClientDevice(mode="ignore"))
+    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=100))
+    emulator.advance(90)
+
+    legs = operator_legs(emulator, "op_anna", "op_bo")
+    assert len(legs) >= 3 and {leg.status for leg in legs} == {"no-answer"}
+    assert call.status == "in-progress" and call.children == []
+    # Music and announcements throughout; never the "you keep your place" of a caller sent back.
+    assert call.heard_text_contains("Du är först i kön.")
+    assert not call.heard_text_contains("behåller din plats")
+    with app.app_context():
+        assert call_row(call.sid).state in ("waiting", "offered")
+    assert emulator.errors == []
+
+
 def test_it_counts_a_caller_who_gives_up_as_abandoned_once(
     app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
 ) -> None:
@@ -94,8 +218,6 @@ def test_it_offers_the_call_to_the_next_operator_when_one_does_not_answer(
 ) -> None:
     board, number = answer_by(app, clock, emulator, incoming_number, op_anna="ignore", op_bo="answer")
     with app.app_context():
-        from tests.e2e.scenario import queue_settings
-
         queue_settings(board.queue_id, strategy="longest_idle")
     call = emulator.place_call(CALLER, number, CallerScript(talk_for=30))
     assert call.wait_until(lambda: call.bridged_with is not None, timeout=180)
@@ -121,8 +243,13 @@ def test_it_rings_two_operators_in_parallel_and_the_first_to_answer_wins(
         queue_settings(board.queue_id, strategy="parallel", parallel_count=2)
     call = emulator.place_call(CALLER, number, CallerScript(talk_for=30))
     assert call.wait_until(lambda: call.bridged_with is not None, timeout=120)
-    legs = call.children
-    assert sorted(leg.status for leg in legs) == ["canceled", "in-progress"]
+    # Each browser rang on a call of its own; the loser's was hung up while it rang.
+    legs = operator_legs(emulator, "op_anna", "op_bo")
+    assert sorted((leg.to, leg.status) for leg in legs) == [
+        ("client:op_anna", "in-progress"),
+        ("client:op_bo", "canceled"),
+    ]
+    assert call.children == []
     with app.app_context():
         assert call_row(call.sid).answered_by_id == board.operators["op_anna"]
         assert operator_state(board.operators["op_bo"]) == "available"

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
-from queue_app.models import Call, OperatorStatus, Transfer
-from queue_app.services import consult, operators
+from queue_app.models import Call, OperatorStatus, Prompt, Transfer
+from queue_app.services import consult, offers, operators
 from queue_app.sim import CallerScript, ClientDevice, Emulator, PhoneNumber
 from queue_app.sim.emulator import CallHandle
 from queue_app.sim.transport import ConnectFailure, FormData, Transport, WebhookResponse
@@ -67,6 +67,7 @@ class Consult:
         self.call = emulator.place_call(CALLER, number(self.board.number), script)
         assert self.call.wait_until(lambda: self.call.bridged_with is not None, timeout=120)
         self.operator_leg = self.call.bridged_with
+        emulator.advance(offers.BRIDGE_SETTLE_SECONDS)  # a consult waits for a fresh bridge to settle
         with app.app_context():
             # With reordered callbacks the answer may be recorded a moment after the bridge.
             assert self.call.wait_until(lambda: call_row(self.call.sid).state == "connected", timeout=30)
@@ -463,14 +464,15 @@ def test_anna_hanging_up_while_the_worker_moves_her_leg_recalls_the_caller(
     anna = Consult(app, clock, emulator, incoming_number)
     leg = anna.operator_leg
     assert leg is not None
-    looked_up = TwilioRest.child_in_progress
+    moved = TwilioRest.redirect_call
 
-    def gone_meanwhile(rest: TwilioRest, parent_sid: str) -> str | None:
-        # GATHER has claimed its step; Anna hangs up just before it looks for her leg.
-        emulator.hang_up(leg.call)
-        return looked_up(rest, parent_sid)
+    def gone_meanwhile(rest: TwilioRest, call_sid: str, url: str) -> str:
+        # GATHER has claimed its step; Anna hangs up just before it moves her leg.
+        if call_sid == leg.sid:
+            emulator.hang_up(leg.call)
+        return moved(rest, call_sid, url)
 
-    monkeypatch.setattr(TwilioRest, "child_in_progress", gone_meanwhile)
+    monkeypatch.setattr(TwilioRest, "redirect_call", gone_meanwhile)
     anna.start()
     emulator.advance(3)
 
@@ -619,3 +621,58 @@ def test_the_recall_survives_duplicated_and_late_callbacks(
     finally:
         app.extensions.pop("twilio_http_client", None)
         app.extensions.pop("koe_emulator", None)
+
+
+LONG_WELCOME = (
+    "Välkommen till Exempel AB. Samtalet kan komma att spelas in för att vi ska kunna förbättra vår "
+    "service. Vi öppnar klockan åtta och stänger klockan fem på vardagar."
+)
+
+
+def test_a_consult_begun_before_the_welcome_ended_waits_for_the_bridge_then_holds_the_caller(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    """Anna's browser answers while the caller still hears the welcome: her leg waits for the caller
+    to reach their queue. A consult she starts at once must not move her leg before the bridge has
+    formed (the caller would be left in their queue): it begins when the bridge does."""
+    emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    with app.app_context():
+        board = make_switchboard(("op_anna",))
+        anna = board.operators["op_anna"]
+        with db.transaction() as session:
+            session.add(
+                Prompt(
+                    organisation_id=board.organisation_id, kind="welcome", language="sv", text=LONG_WELCOME
+                )
+            )
+        operators.log_in(anna, [board.queue_id], clock.now())
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=0))
+    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=None))
+    with app.app_context():
+        assert call.wait_until(lambda: call_state(call.sid) == "connected", timeout=60)
+        assert call.bridged_with is None  # answered during the welcome
+        consult.start_consult(call_row(call.sid).id, anna, COLLEAGUE, clock.now())
+    emulator.tick_now()
+    assert the_transfer_in(app).state == "dialing"
+    assert call.status == "in-progress" and call.bridged_with is None
+
+    with app.app_context():
+        assert call.wait_until(lambda: the_transfer().state == "consulting", timeout=120)
+    assert call.heard_text_contains("Vi öppnar klockan åtta")  # the welcome was not cut
+    conferences = [c for c in emulator.state.conferences.values() if c.status != "completed"]
+    assert {p.label for c in conferences for p in c.participants.values()} == {
+        "caller",
+        "operator",
+        "colleague-1",
+    }
+    assert emulator.errors == []
+
+
+def call_state(call_sid: str) -> str | None:
+    with db.transaction() as session:
+        return session.scalar(select(Call.state).where(Call.call_sid == call_sid))
+
+
+def the_transfer_in(app: Flask) -> Transfer:
+    with app.app_context():
+        return the_transfer()

@@ -16,11 +16,28 @@ from sqlalchemy import select, update
 from queue_app import worker
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
-from queue_app.models import Call, OperatorStatus, Queue, Recording, SentMessage, Transfer
-from queue_app.services import agenda, callbacks, consult, dispatch, messages, operators, prompts, transfers
+from queue_app.models import Call, Offer, OperatorStatus, Queue, Recording, SentMessage, Transfer
+from queue_app.services import (
+    agenda,
+    callbacks,
+    consult,
+    dispatch,
+    messages,
+    offers,
+    operators,
+    prompts,
+    transfers,
+)
 
 from ..factories import make_org
-from .test_dispatch import FakeRest, _add_call, _queue_with_operators, call_state, operator_state
+from .test_dispatch import (
+    FakeRest,
+    _add_call,
+    _queue_with_operators,
+    call_state,
+    operator_state,
+    ringing_offers,
+)
 
 TIMEOUT = 45
 
@@ -50,6 +67,7 @@ def nothing_to_do(todo: agenda.Agenda) -> bool:
         or todo.dispatchable
         or todo.recordings_to_call
         or todo.recordings_to_fetch
+        or todo.stray_legs
     )
 
 
@@ -86,9 +104,13 @@ def test_it_sees_an_offer_expire_strictly_after_its_deadline(ctx: FakeRest, cloc
     after = read(deadline + timedelta(microseconds=1))
     assert after.offers_expired
     worker.run_pending(deadline + timedelta(microseconds=1))
-    # Reclaimed, and offered again in the same round (the agenda had seen nobody free).
+    # Reclaimed, and offered again in the same round (the agenda had seen nobody free): her
+    # browser is rung on a new leg, and the reclaimed offer's leg is left for the stray-leg step.
     assert (call_state(call_id), operator_state(anna)) == ("offered", "ringing")
-    assert len(ctx.redirects) == 2
+    first, again = ctx.created
+    assert first["to"] == again["to"] and first["sid"] != again["sid"]
+    assert [o.leg_sid for o in ringing_offers()] == [again["sid"]]
+    assert read(deadline + timedelta(microseconds=1)).stray_legs
 
 
 def wrap_up(user_id: int, until: datetime) -> None:
@@ -116,6 +138,58 @@ def test_it_ends_a_wrap_up_at_its_end_and_offers_the_waiting_caller_in_that_roun
     assert read(until).wrap_ups_due
     worker.run_pending(until)
     assert (call_state(call_id), operator_state(anna)) == ("offered", "ringing")
+    (leg,) = ctx.created
+    assert leg["url"].endswith(f"/answer?operator={anna}") and ctx.redirects == []
+
+
+@pytest.mark.parametrize(
+    ("state", "has_leg", "leg_done", "stray"),
+    [
+        ("ringing", True, False, False),  # it rings for a caller who is there
+        ("accepted", True, False, False),  # the operator talks on it
+        ("canceled", True, False, True),  # another operator took the call, or the caller left
+        ("no_answer", True, False, True),  # reclaimed past its deadline
+        ("declined", True, False, True),
+        ("canceled", True, True, False),  # hung up by the worker, or its end reported
+        ("no_answer", True, True, False),
+        ("unreachable", False, False, False),  # the leg was never made
+        ("canceled", False, False, False),  # a recall's offer: the caller's own <Dial>, no leg
+    ],
+)
+def test_it_sees_a_stray_leg_exactly_when_its_offer_is_over_and_the_leg_still_up(
+    ctx: FakeRest, clock: ManualClock, state: str, has_leg: bool, leg_done: bool, stray: bool
+) -> None:
+    now = clock.now()
+    qid, _users = _queue_with_operators("fair", 1, now)
+    _add_call(qid, now)
+    worker.run_pending(now)
+    assert not read(now).stray_legs  # a fresh leg rings
+    with db.transaction() as session:
+        session.execute(
+            update(Offer).values(state=state, leg_done=leg_done, leg_sid=Offer.leg_sid if has_leg else None)
+        )
+    assert read(now).stray_legs is stray
+    worker.run_pending(now)
+    assert ctx.hung_up == ([ctx.created[0]["sid"]] if stray else [])
+    assert not read(now).stray_legs  # hung up and marked done, or nothing to do
+
+
+def test_it_sees_the_other_legs_stray_once_an_operator_answers_until_they_end(
+    ctx: FakeRest, clock: ManualClock
+) -> None:
+    now = clock.now()
+    qid, (anna, bo) = _queue_with_operators("ring_all", 2, now)
+    _add_call(qid, now)
+    worker.run_pending(now)
+    (first, second) = ringing_offers()
+    assert not read(now).stray_legs
+    offers.answer_leg(first.group_key, anna, first.leg_sid or "", now, confirmed=False)
+    assert read(now).stray_legs  # Bo's leg rings on for a call Anna took
+    # Twilio reports Bo's leg over (he hung up) before the worker came to it: nothing to hang up.
+    offers.record_leg_status(second.group_key, "completed", now, user_id=bo)
+    assert not read(now).stray_legs
+    worker.run_pending(now)
+    assert ctx.hung_up == []
 
 
 def heartbeat(user_id: int, at: datetime) -> None:

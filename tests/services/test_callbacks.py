@@ -115,19 +115,31 @@ def test_it_dispatches_a_callback_as_an_outbound_call_to_the_operator(ctx: None,
 
 
 def test_it_keeps_the_callers_place_among_waiting_callers(ctx: None, clock: ManualClock) -> None:
+    # Both are outbound calls now (a queue offer rings the operator's own leg too): the path tells
+    # a callback's call to its operator from a waiting caller's offer.
     now = clock.now()
     qid, _ = _board(now)
     waiting = _call(qid, now, callback=False, waited=60)
     callback = _call(qid, now, waited=120)
     (pending,) = dispatch.dispatch_once(now)
-    assert (pending.call_id, pending.kind) == (callback, dispatch.CREATE_CALL)
+    assert (pending.call_id, pending.kind, pending.path, pending.user_id) == (
+        callback,
+        dispatch.CREATE_CALL,
+        f"/twilio/callback/{pending.group_key}",
+        None,
+    )
     assert _call_row(waiting).state == "waiting"
 
-    qid2, _ = _board(now)
+    qid2, (bo,) = _board(now)
     older = _call(qid2, now, callback=False, waited=300)
     _call(qid2, now, waited=100)
     (pending,) = dispatch.dispatch_once(now)
-    assert (pending.call_id, pending.kind) == (older, dispatch.REDIRECT)
+    assert (pending.call_id, pending.kind, pending.path, pending.user_id) == (
+        older,
+        dispatch.CREATE_CALL,
+        f"/twilio/offer/{pending.group_key}/answer?operator={bo}",
+        bo,
+    )
 
 
 def test_it_rings_one_operator_for_a_callback_even_in_a_ring_all_queue(ctx: None, clock: ManualClock) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from queue_app.clock import ManualClock
 from queue_app.domain import routing
 from queue_app.extensions import db
 from queue_app.models import Call, Offer, OperatorStatus, Organisation, Queue, QueueLogin, User
-from queue_app.services import dispatch, operators
+from queue_app.services import agenda, calls, dispatch, offers, operators
 
 from ..conftest import TEST_DATABASE_URL
 from ..factories import make_membership, make_org, make_queue, make_user
@@ -118,14 +119,50 @@ def test_it_offers_a_waiting_call_and_claims_call_and_operator(ctx: None, clock:
     redirects = dispatch.dispatch_once(now)
     assert len(redirects) == 1
     (offer,) = ringing_offers()
-    assert redirects[0].path == f"/twilio/offer/{offer.group_key}"
-    assert redirects[0].url("http://koe.test/") == f"http://koe.test/twilio/offer/{offer.group_key}"
+    # No redirect of the caller: an outbound call to Anna's browser, from the caller's number.
+    (leg,) = redirects
+    prefix = f"http://koe.test/twilio/offer/{offer.group_key}"
+    assert (leg.kind, leg.user_id, leg.timeout) == (dispatch.CREATE_CALL, anna, 20)
+    assert leg.to is not None and leg.to.startswith("client:")
+    assert leg.url("http://koe.test/") == f"{prefix}/answer?operator={anna}"
+    assert leg.status_url("http://koe.test/") == f"{prefix}/leg?operator={anna}"
+    with db.transaction() as session:
+        assert leg.from_ == session.get(Call, call_id).from_number  # type: ignore[union-attr]
     assert (offer.call_id, offer.user_id, offer.queue_id) == (call_id, anna, qid)
     assert offer.deadline_at == now + timedelta(seconds=20 + 15)
     assert call_state(call_id) == "offered"
     assert operator_state(anna) == "ringing"
     # Nothing left to offer: a second round changes nothing.
     assert dispatch.dispatch_once(now) == []
+
+
+def test_it_rings_a_phone_operators_own_leg_from_the_number_the_caller_rang(
+    ctx: None, clock: ManualClock
+) -> None:
+    now = clock.now()
+    with db.transaction() as session:
+        org = make_org(session)
+        queue = make_queue(session, org, strategy="ring_all", ring_timeout_seconds=25)
+        browser = make_operator(session, org, queue).id
+        phone = make_operator(session, org, queue, client_identity=None, phone_number="+46701112233").id
+        qid = queue.id
+    log_in_all([browser, phone], [qid], now - timedelta(hours=1))
+    call_id = _add_call(qid, now, from_number="+46709998877", to_number="+46855500001")
+    legs = {leg.user_id: leg for leg in dispatch.dispatch_once(now)}
+    (offer, _) = ringing_offers()
+    prefix = f"/twilio/offer/{offer.group_key}"
+    with db.transaction() as session:
+        identity = session.get(User, browser).client_identity  # type: ignore[union-attr]
+    # One leg per operator, none a redirect of the caller (who stays in their queue).
+    assert {u: (leg.kind, leg.call_id, leg.to, leg.from_, leg.timeout) for u, leg in legs.items()} == {
+        browser: (dispatch.CREATE_CALL, call_id, f"client:{identity}", "+46709998877", 25),
+        # Twilio shows a phone only our own numbers: the one the caller rang.
+        phone: (dispatch.CREATE_CALL, call_id, "+46701112233", "+46855500001", 25),
+    }
+    assert {u: (leg.path, leg.status_path) for u, leg in legs.items()} == {
+        u: (f"{prefix}/answer?operator={u}", f"{prefix}/leg?operator={u}") for u in (browser, phone)
+    }
+    assert all(leg.group_key == offer.group_key for leg in legs.values())
 
 
 def test_it_gives_fair_calls_to_whoever_answered_fewest_today(ctx: None, clock: ManualClock) -> None:
@@ -294,7 +331,7 @@ def test_it_names_the_widening_instant_as_the_workers_next_deadline(
     worker.run_pending(widened)
     assert call_state(call_id) == "offered"
     assert operator_state(anna) == "ringing"
-    assert len(rest.redirects) == 1
+    assert len(rest.created) == 1  # her browser rings; the caller stays in the queue
 
 
 def test_it_reclaims_offers_past_their_deadline(ctx: None, clock: ManualClock) -> None:
@@ -317,43 +354,224 @@ def test_it_reclaims_offers_past_their_deadline(ctx: None, clock: ManualClock) -
 
 
 class FakeRest:
-    def __init__(self, fail_with: Exception | None = None) -> None:
+    """Twilio's REST port at the boundary: records what the worker asked for.
+
+    `fail_with` makes every request fail; with `fail_to` only the legs created to that address.
+    """
+
+    def __init__(self, fail_with: Exception | None = None, fail_to: str | None = None) -> None:
         self.fail_with = fail_with
+        self.fail_to = fail_to
         self.redirects: list[tuple[str, str]] = []
+        self.created: list[dict[str, Any]] = []
+        self.hung_up: list[str] = []
+
+    def _fails(self, to: str | None = None) -> None:
+        if self.fail_with and (self.fail_to is None or self.fail_to == to):
+            raise self.fail_with
 
     def redirect_call(self, call_sid: str, url: str) -> str:
-        if self.fail_with:
-            raise self.fail_with
+        self._fails()
         self.redirects.append((call_sid, url))
         return "in-progress"
 
+    def create_call(
+        self, to: str, from_: str, url: str, status_callback: str | None = None, timeout: int = 30
+    ) -> str:
+        self._fails(to)
+        sid = f"CA{uuid.uuid4().hex}"  # as Twilio's: "CA" and 32 hex digits
+        self.created.append(
+            {
+                "sid": sid,
+                "to": to,
+                "from": from_,
+                "url": url,
+                "status_callback": status_callback,
+                "timeout": timeout,
+            }
+        )
+        return sid
 
-def test_it_redirects_only_after_commit_and_frees_everyone_when_it_fails(
-    ctx: None, clock: ManualClock
-) -> None:
-    now = clock.now()
-    qid, (anna,) = _queue_with_operators("fair", 1, now)
-    call_id = _add_call(qid, now)
-    redirects = dispatch.dispatch_once(now)
-    rest = FakeRest(TwilioRestException(500, "http://x", "Internal error", code=20500))
-    assert worker.perform_redirects(redirects, now, rest) == 1  # type: ignore[arg-type]
-    assert call_state(call_id) == "waiting"
-    assert operator_state(anna) == "available"
+    def hang_up(self, call_sid: str) -> None:
+        self._fails()
+        self.hung_up.append(call_sid)
+
+    def sid_to(self, to: str) -> str:
+        (sid,) = [leg["sid"] for leg in self.created if leg["to"] == to]
+        return sid
+
+
+def offer_rows() -> dict[int, Offer]:
+    """Every offer, by operator (one call in these tests)."""
     with db.transaction() as session:
-        assert {o.state for o in session.scalars(select(Offer))} == {"canceled"}
+        return {o.user_id: o for o in session.scalars(select(Offer).order_by(Offer.id))}
 
 
-def test_it_marks_a_caller_who_hung_up_before_the_redirect_as_abandoned(
+def misses(user_id: int) -> tuple[int, int]:
+    with db.transaction() as session:
+        status = session.get(OperatorStatus, user_id)
+        assert status is not None
+        return operators.consecutive_misses(status), status.missed_unreachable
+
+
+def test_it_creates_the_legs_only_after_commit_and_frees_an_operator_whose_leg_failed(
     ctx: None, clock: ManualClock
 ) -> None:
     now = clock.now()
-    qid, (anna,) = _queue_with_operators("fair", 1, now)
+    qid, (anna, bo) = _queue_with_operators("ring_all", 2, now)
     call_id = _add_call(qid, now)
-    redirects = dispatch.dispatch_once(now)
-    gone = TwilioRestException(400, "http://x", "Call is not in-progress. Cannot redirect.", code=21220)
-    worker.perform_redirects(redirects, now, FakeRest(gone))  # type: ignore[arg-type]
+    legs = dispatch.dispatch_once(now)
+    # Committed before any REST request: both ring in our rows, no leg exists yet.
+    assert {o.user_id: (o.state, o.leg_sid) for o in ringing_offers()} == {
+        anna: ("ringing", None),
+        bo: ("ringing", None),
+    }
+    by_user = {leg.user_id: leg for leg in legs}
+    error = TwilioRestException(500, "http://x", "Internal error", code=20500)
+    rest = FakeRest(error, fail_to=by_user[anna].to)
+    assert worker.perform_redirects(legs, now, rest) == 1  # type: ignore[arg-type]
+    # Anna's leg was never made: her offer ends unreachable, not a miss of hers, and she is free.
+    # Bo's still rings, so the caller stays offered to him.
+    rows = offer_rows()
+    assert (rows[anna].state, rows[anna].leg_sid, rows[bo].state) == ("unreachable", None, "ringing")
+    assert rows[bo].leg_sid == rest.sid_to(by_user[bo].to or "")
+    assert (operator_state(anna), operator_state(bo), call_state(call_id)) == (
+        "available",
+        "ringing",
+        "offered",
+    )
+    assert misses(anna) == (0, 0)
+    assert rest.redirects == []
+
+
+def test_it_puts_the_caller_back_to_waiting_when_no_leg_could_be_made(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna, bo) = _queue_with_operators("ring_all", 2, now)
+    call_id = _add_call(qid, now)
+    with db.transaction() as session:
+        entered = session.get(Call, call_id).entered_queue_at  # type: ignore[union-attr]
+    legs = dispatch.dispatch_once(now)
+    rest = FakeRest(TwilioRestException(500, "http://x", "Internal error", code=20500))
+    assert worker.perform_redirects(legs, now, rest) == 2  # type: ignore[arg-type]
+    assert {u: o.state for u, o in offer_rows().items()} == {anna: "unreachable", bo: "unreachable"}
+    assert (operator_state(anna), operator_state(bo)) == ("available", "available")
+    assert misses(anna) == misses(bo) == (0, 0)
+    # Back to waiting with their place kept, and not abandoned: their own leg is untouched.
+    assert call_state(call_id) == "waiting"
+    with db.transaction() as session:
+        assert session.get(Call, call_id).entered_queue_at == entered  # type: ignore[union-attr]
+    assert rest.created == [] and rest.redirects == [] and rest.hung_up == []
+
+
+def caller_hangs_up(call_id: int, now: datetime) -> None:
+    """The caller's own status callback: their call is over."""
+    with db.transaction() as session:
+        sid = session.get(Call, call_id).call_sid  # type: ignore[union-attr]
+    calls.record_status(calls.StatusCallback(sid, "completed", 1), now)
+
+
+def test_it_hangs_up_the_legs_still_ringing_for_a_caller_who_hung_up(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna, bo) = _queue_with_operators("ring_all", 2, now)
+    call_id = _add_call(qid, now)
+    rest = FakeRest()
+    assert worker.perform_redirects(dispatch.dispatch_once(now), now, rest) == 0  # type: ignore[arg-type]
+    sids = sorted(leg["sid"] for leg in rest.created)
+    assert len(sids) == 2
+    assert worker.hang_up_stray_legs(rest) == 0  # type: ignore[arg-type]
+    assert rest.hung_up == []  # both still ring for a caller who is there
+    caller_hangs_up(call_id, now + timedelta(seconds=3))
+    # The caller's status callback ends the call and the offers; nobody is charged with a miss.
     assert call_state(call_id) == "abandoned"
-    assert operator_state(anna) == "available"
+    assert {u: o.state for u, o in offer_rows().items()} == {anna: "canceled", bo: "canceled"}
+    assert (operator_state(anna), operator_state(bo)) == ("available", "available")
+    assert misses(anna) == misses(bo) == (0, 0)
+    assert read_agenda(now).stray_legs
+    # Their phones would ring on for nobody: the worker hangs both legs up, once each.
+    assert worker.hang_up_stray_legs(rest) == 0  # type: ignore[arg-type]
+    assert sorted(rest.hung_up) == sids
+    assert [o.leg_done for o in offer_rows().values()] == [True, True]
+    assert not read_agenda(now).stray_legs
+    assert worker.hang_up_stray_legs(rest) == 0  # type: ignore[arg-type]
+    assert sorted(rest.hung_up) == sids
+
+
+def read_agenda(now: datetime) -> agenda.Agenda:
+    return agenda.read(now, worker.heartbeat_timeout())
+
+
+def test_it_hangs_up_the_other_legs_once_an_operator_took_the_call(ctx: None, clock: ManualClock) -> None:
+    now = clock.now()
+    qid, (anna, bo, cay) = _queue_with_operators("ring_all", 3, now)
+    call_id = _add_call(qid, now)
+    rest = FakeRest()
+    worker.perform_redirects(dispatch.dispatch_once(now), now, rest)  # type: ignore[arg-type]
+    sid = {u: o.leg_sid for u, o in offer_rows().items()}
+    # Cay's leg ended by itself (she declined): its end is reported, nothing to hang up.
+    offers.record_leg_status(offer_rows()[cay].group_key, "busy", now, user_id=cay)
+    # Anna answers her leg in the browser: she takes the caller, Bo's offer is canceled.
+    group = offer_rows()[anna].group_key
+    answer = offers.answer_leg(group, anna, sid[anna] or "", now, confirmed=False)
+    assert answer.step in (offers.LegStep.BRIDGE, offers.LegStep.HOLD)
+    assert call_state(call_id) == "connected"
+    rows = offer_rows()
+    assert {u: (o.state, o.leg_done) for u, o in rows.items()} == {
+        anna: ("accepted", False),
+        bo: ("canceled", False),
+        cay: ("declined", True),
+    }
+    assert worker.hang_up_stray_legs(rest) == 0  # type: ignore[arg-type]
+    # Only Bo's: never the leg Anna talks on, nor the one that already ended.
+    assert rest.hung_up == [sid[bo]]
+    assert offer_rows()[bo].leg_done
+    assert operator_state(bo) == "available" and misses(bo) == (0, 0)
+    worker.hang_up_stray_legs(rest)  # type: ignore[arg-type]
+    assert rest.hung_up == [sid[bo]]  # once
+    # Twilio then reports the leg's end: nothing changes twice.
+    offers.record_leg_status(group, "canceled", now, user_id=bo)
+    assert (call_state(call_id), operator_state(anna), operator_state(bo)) == (
+        "connected",
+        "on_call",
+        "available",
+    )
+
+
+def _one_stray_leg(now: datetime) -> str:
+    qid, _ = _queue_with_operators("fair", 1, now)
+    call_id = _add_call(qid, now)
+    rest = FakeRest()
+    worker.perform_redirects(dispatch.dispatch_once(now), now, rest)  # type: ignore[arg-type]
+    caller_hangs_up(call_id, now)
+    (leg,) = rest.created
+    return str(leg["sid"])
+
+
+@pytest.mark.parametrize("code", [20404, 21220])
+def test_it_marks_a_leg_twilio_says_is_gone_as_done(ctx: None, clock: ManualClock, code: int) -> None:
+    now = clock.now()
+    _one_stray_leg(now)
+    gone = FakeRest(TwilioRestException(404, "http://x", "Not found", code=code))
+    assert worker.hang_up_stray_legs(gone) == 0  # type: ignore[arg-type]
+    assert [o.leg_done for o in offer_rows().values()] == [True]
+    assert not read_agenda(now).stray_legs
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TwilioRestException(500, "http://x", "Internal error", code=20500), ConnectionError("reset by peer")],
+)
+def test_it_keeps_a_stray_leg_for_the_next_round_when_twilio_fails(
+    ctx: None, clock: ManualClock, error: Exception
+) -> None:
+    now = clock.now()
+    sid = _one_stray_leg(now)
+    assert worker.hang_up_stray_legs(FakeRest(error)) == 1  # type: ignore[arg-type]
+    assert [o.leg_done for o in offer_rows().values()] == [False]
+    assert read_agenda(now).stray_legs
+    rest = FakeRest()
+    assert worker.hang_up_stray_legs(rest) == 0  # type: ignore[arg-type]
+    assert rest.hung_up == [sid]
+    assert [o.leg_done for o in offer_rows().values()] == [True]
 
 
 def test_it_runs_a_worker_round_and_reports_the_next_deadline(
@@ -367,12 +585,28 @@ def test_it_runs_a_worker_round_and_reports_the_next_deadline(
     assert worker.run_pending(now) == now + timedelta(seconds=35)
     (offer,) = ringing_offers()
     with db.transaction() as session:
-        sid = session.get(Call, call_id).call_sid  # type: ignore[union-attr]
-    assert rest.redirects == [(sid, f"http://koe.test/twilio/offer/{offer.group_key}")]
-    # Reclaimed and offered again: the new offer's deadline is next.
+        caller = session.get(Call, call_id)
+        identity = session.get(User, anna).client_identity  # type: ignore[union-attr]
+        assert caller is not None
+    prefix = f"http://koe.test/twilio/offer/{offer.group_key}"
+    (leg,) = rest.created
+    assert leg == {
+        "sid": offer.leg_sid,
+        "to": f"client:{identity}",
+        "from": caller.from_number,
+        "url": f"{prefix}/answer?operator={anna}",
+        "status_callback": f"{prefix}/leg?operator={anna}",
+        "timeout": 20,
+    }
+    assert rest.redirects == []  # the caller stays in their queue
+    # Reclaimed and offered again: the new offer's deadline is next, with a new leg.
     assert worker.run_pending(now + timedelta(seconds=36)) == now + timedelta(seconds=36 + 35)
-    assert len(rest.redirects) == 2
-    assert operator_state(anna) == "ringing"
+    assert len(rest.created) == 2
+    assert (call_state(call_id), operator_state(anna)) == ("offered", "ringing")
+    # The reclaimed offer's leg is a stray one: the next round hangs it up, and only it.
+    worker.run_pending(now + timedelta(seconds=37))
+    assert rest.hung_up == [leg["sid"]]
+    assert [o.leg_sid for o in ringing_offers()] == [rest.created[1]["sid"]]
 
 
 def test_it_runs_the_loop_for_a_given_number_of_rounds(
@@ -528,10 +762,15 @@ def test_it_asks_the_worker_to_look_again_soon_when_an_organisation_was_busy(
     app: Flask, ctx: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = clock.now()
-    (org_a, _call_a), _b = _two_organisations(now)
-    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: FakeRest()))
+    (org_a, _call_a), (_org_b, call_b) = _two_organisations(now)
+    rest = FakeRest()
+    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: rest))
     with another_dispatcher_holds(org_a):
         assert worker.run_pending(now) == now + timedelta(seconds=worker.BUSY_RETRY_SECONDS)
+    # The other organisation's caller was offered meanwhile: its operator's leg rings.
+    (offer,) = ringing_offers()
+    assert offer.call_id == call_b
+    assert [leg["sid"] for leg in rest.created] == [offer.leg_sid]
 
 
 # --- reading only the head of each queue ------------------------------------------------------

@@ -1,21 +1,25 @@
 """Property tests: random sequences of what happens in a switchboard, applied through the services.
 
 Callers arrive and hang up; offers are answered, declined, ring out or time out; operators log in
-and out, pause and end their wrap-up; status callbacks come twice or late. After every step:
+and out, pause and end their wrap-up; status callbacks come twice or late. The caller waits in their
+own queue while each operator is rung on a leg of their own: answers, declines and ring-outs come as
+that leg's webhooks, and the worker hangs up the legs whose offer ended. After every step:
 - no call rings in two offer groups at once, and no operator rings for two calls;
 - nobody who rings is also available, and no operator is connected to two callers;
 - a call that reached a final state never leaves it;
 and after every dispatch round no caller waits while an available operator of their queue could
 take them (skills and their widening over time included, in half the examples), and the worker's
 next deadline comes no later than the instant widening would let a free operator take a waiting
-caller: nobody waits for an eligible operator longer than until the worker's next round. At the
-end every caller is hung up, and every call has ended in a final state.
+caller: nobody waits for an eligible operator longer than until the worker's next round. The worker
+never hangs up a leg whose offer still rings or was taken, nor one twice. At the end every caller
+is hung up, every call has ended in a final state, and no operator's leg is left up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -45,15 +49,38 @@ QUEUES = 2
 
 
 class FakeRest:
+    """Twilio's REST port: the operators' legs it created and the ones it was asked to hang up."""
+
+    def __init__(self) -> None:
+        self.legs: dict[str, tuple[str, int]] = {}  # sid -> (offer group, operator)
+        self.hung_up: list[str] = []
+        self.wrong: list[tuple[str, str | None]] = []
+
     def redirect_call(self, call_sid: str, url: str) -> str:
         return "in-progress"
 
+    def create_call(self, to: str, from_: str, url: str, **_: Any) -> str:
+        found = re.search(r"/twilio/offer/([^/]+)/answer\?operator=(\d+)$", url)
+        assert found, url  # no callbacks here: every outbound call is an operator's offer leg
+        sid = f"CA{next(_sids):032x}"
+        self.legs[sid] = (found[1], int(found[2]))
+        return sid
+
+    def hang_up(self, call_sid: str) -> None:
+        # The worker catches what a hang-up raises, so a wrong request is noted for World.check.
+        with db.transaction() as session:
+            state = session.scalar(select(Offer.state).where(Offer.leg_sid == call_sid))
+        if call_sid not in self.legs or call_sid in self.hung_up or state in ("ringing", "accepted"):
+            self.wrong.append((call_sid, state))  # never a live offer's leg, and each leg once
+        self.hung_up.append(call_sid)
+
 
 @pytest.fixture
-def ctx(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: FakeRest()))
+def ctx(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRest]:
+    rest = FakeRest()
+    monkeypatch.setattr(worker.TwilioRest, "from_app", classmethod(lambda cls: rest))
     with app.app_context():
-        yield
+        yield rest
 
 
 WIDEN_AFTER = 20
@@ -76,8 +103,15 @@ def give_skills(session: Any, org_id: int, queue_id: int, users: list[int]) -> N
 class World:
     """One organisation per example: its queues, operators, callers and the callbacks sent so far."""
 
-    def __init__(self, clock: ManualClock, strategies: tuple[str, str], skilled: bool = False) -> None:
+    def __init__(
+        self, clock: ManualClock, rest: FakeRest, strategies: tuple[str, str], skilled: bool = False
+    ) -> None:
         self.clock = clock
+        self.rest = rest
+        rest.legs.clear()  # one example's legs; the fixture's port outlives it
+        rest.hung_up.clear()
+        rest.wrong.clear()
+        self.reported: set[str] = set()  # hung-up legs whose end Twilio has reported
         with db.transaction() as session:
             org = make_org(session)
             queues = [
@@ -157,45 +191,94 @@ class World:
     def dispatch(self) -> None:
         upcoming = worker.run_pending(self.now)
         self.check_nobody_waits_for_a_free_operator(upcoming)
+        # Twilio reports the end of each leg the worker hung up (ringing, so "canceled").
+        for sid in self.rest.hung_up:
+            if sid not in self.reported:
+                self.reported.add(sid)
+                key, user_id, at = *self.rest.legs[sid], self.now
+                self._send(
+                    lambda key=key, user_id=user_id, at=at: self._leg_status(key, user_id, "canceled", at)
+                )
 
     def _send(self, callback: Callable[[], Any]) -> None:
         self.sent.append(callback)
         callback()
 
-    def leg(self, pick: int, leg_status: str) -> None:
+    def _leg_status(self, key: str, user_id: int, leg_status: str, at: datetime) -> None:
+        """The operator leg's status callback (/twilio/offer/<group>/leg?operator=<id>)."""
+        offers.record_leg_status(key, leg_status, at, user_id=user_id)
+
+    def _caller_status(self, call_sid: str, at: datetime) -> None:
+        """The caller's own status callback: their call is over."""
+        self.sequence[call_sid] += 1
+        status = call_service.StatusCallback(call_sid, "completed", self.sequence[call_sid])
+        self._send(lambda: call_service.record_status(status, at))
+
+    def _ringing_legs(self) -> list[Offer]:
         ringing = self.offers("ringing")
-        if ringing:
-            offer = ringing[pick % len(ringing)]
-            at = self.now
-            self._send(
-                lambda: offers.record_leg_status(offer.group_key, leg_status, at, user_id=offer.user_id)
-            )
+        assert all(o.leg_sid in self.rest.legs for o in ringing), ringing  # each rings on its own leg
+        return ringing
+
+    def leg(self, pick: int, leg_status: str) -> None:
+        ringing = self._ringing_legs()
+        if not ringing:
+            return
+        offer, at = ringing[pick % len(ringing)], self.now
+        key, user_id, sid = offer.group_key, offer.user_id, offer.leg_sid or ""
+        if leg_status == "in-progress":
+            # The operator's browser answers: Twilio asks for the leg's TwiML (/answer), which takes
+            # the caller out of their queue, and reports the answer to the status callback.
+            self._send(lambda: offers.answer_leg(key, user_id, sid, at, confirmed=False))
+        self._send(lambda: self._leg_status(key, user_id, leg_status, at))
 
     def ring_out(self, pick: int) -> None:
-        groups = sorted({o.group_key for o in self.offers("ringing")})
+        groups = sorted({o.group_key for o in self._ringing_legs()})
         if groups:
             key, at = groups[pick % len(groups)], self.now
-            self._send(lambda: offers.finish_dial(key, "no-answer", "in-progress", False, at))
+            for offer in self.offers("ringing"):
+                if offer.group_key == key:
+                    user_id = offer.user_id
+                    self._send(lambda user_id=user_id: self._leg_status(key, user_id, "no-answer", at))
+
+    def _talking(self) -> list[tuple[Offer, str]]:
+        connected = {c.id: c.call_sid for c in self.call_rows() if c.state == "connected"}
+        return [(o, connected[o.call_id]) for o in self.offers("accepted") if o.call_id in connected]
+
+    def _operator_side_ends(self, offer: Offer, at: datetime) -> None:
+        """The caller left the bridge: the operator leg's <Dial><Queue> ends (/done), then the leg."""
+        key, user_id = offer.group_key, offer.user_id
+        self._send(lambda: offers.leg_bridge_ended(key, user_id, "completed", at))
+        self._send(lambda: self._leg_status(key, user_id, "completed", at))
 
     def talk_ends(self, pick: int) -> None:
-        connected = {c.id for c in self.call_rows() if c.state == "connected"}
-        groups = sorted({o.group_key for o in self.offers("accepted") if o.call_id in connected})
-        if groups:
-            key, at = groups[pick % len(groups)], self.now
-            self._send(lambda: offers.finish_dial(key, "completed", "completed", True, at))
+        talking = self._talking()
+        if not talking:
+            return
+        offer, call_sid = talking[pick % len(talking)]
+        at = self.now
+        if pick % 2 == 0:
+            # The operator hangs up: their leg ends, the caller's Enqueue action says "bridged",
+            # then the caller's call ends.
+            key, user_id = offer.group_key, offer.user_id
+            self._send(lambda: self._leg_status(key, user_id, "completed", at))
+            self._send(lambda: offers.caller_bridge_ended(call_sid, at))
+            self._caller_status(call_sid, at)
+        else:
+            self._caller_status(call_sid, at)
+            self._operator_side_ends(offer, at)
 
     def hang_up(self, pick: int) -> None:
         live = [c for c in self.call_rows() if not is_final(c.state)]
         if not live:
             return
         call = live[pick % len(live)]
-        self.sequence[call.call_sid] += 1
-        status = call_service.StatusCallback(call.call_sid, "completed", self.sequence[call.call_sid])
+        talking = [o for o, sid in self._talking() if sid == call.call_sid]
         at = self.now
-        self._send(lambda: call_service.record_status(status, at))
-        # Twilio also requests the Dial's action when the caller hangs up while it rings.
-        for key in sorted({o.group_key for o in self.offers("ringing") if o.call_id == call.id}):
-            self._send(lambda key=key: offers.finish_dial(key, "no-answer", "completed", False, at))
+        self._caller_status(call.call_sid, at)
+        # No Dial of the caller's to report anything else: legs still ringing for them are the
+        # worker's to hang up. One they talk on ends its bridge.
+        for offer in talking:
+            self._operator_side_ends(offer, at)
 
     def replay(self, pick: int) -> None:
         """A callback Twilio sends again: a duplicate, or one arriving late, after later ones."""
@@ -227,7 +310,8 @@ class World:
     # --- invariants ----------------------------------------------------------------------------
 
     def check(self) -> None:
-        ringing = self.offers("ringing")
+        assert self.rest.wrong == [], self.rest.wrong
+        ringing = self._ringing_legs()
         groups_per_call: dict[int, set[str]] = {}
         for offer in ringing:
             groups_per_call.setdefault(offer.call_id, set()).add(offer.group_key)
@@ -300,6 +384,17 @@ class World:
         for call in self.call_rows():
             assert is_final(call.state), (call.id, call.state)
         self.check()
+        with db.transaction() as session:
+            up = session.execute(
+                select(Offer.id, Offer.state, Offer.leg_sid).where(
+                    Offer.organisation_id == self.org, Offer.leg_sid.is_not(None), Offer.leg_done.is_(False)
+                )
+            ).all()
+            stored = set(
+                session.scalars(select(Offer.leg_sid).where(Offer.organisation_id == self.org)).all()
+            )
+        assert up == [], up  # every leg was hung up by the worker or reported over
+        assert set(self.rest.legs) <= stored  # every leg made is stored on its offer
         for user_id in self.users:
             with contextlib.suppress(OperatorError):
                 operators.log_out(user_id, None, self.now)
@@ -362,7 +457,7 @@ EXAMPLES = {"sqlite": 25, "postgresql": 6}
 
 
 def test_it_keeps_the_invariants_over_random_switchboard_days(
-    ctx: None, clock: ManualClock, database_url: str
+    ctx: FakeRest, clock: ManualClock, database_url: str
 ) -> None:
     backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
 
@@ -374,18 +469,19 @@ def test_it_keeps_the_invariants_over_random_switchboard_days(
     )
     @given(strategies=STRATEGIES, skilled=st.booleans(), events=st.lists(EVENTS, min_size=5, max_size=40))
     def days(strategies: tuple[str, str], skilled: bool, events: list[tuple[str, int, int]]) -> None:
-        run(World(clock, strategies, skilled), events)
+        run(World(clock, ctx, strategies, skilled), events)
 
     days()
 
 
-def test_it_serves_every_caller_when_everybody_answers(ctx: None, clock: ManualClock) -> None:
+def test_it_serves_every_caller_when_everybody_answers(ctx: FakeRest, clock: ManualClock) -> None:
     """A fixed day as a sanity check of the harness: every caller is answered, then completes."""
-    world = World(clock, ("fair", "parallel"))
+    world = World(clock, ctx, ("fair", "parallel"))
     events: list[tuple[str, int, int]] = []
     for i in range(6):
         events += [("arrive", i, 0), ("dispatch", 0, 0), ("answer", 0, 0), ("answer", 0, 0)]
-        events += [("talk_ends", 0, 0), ("time", 12, 0)]
+        # A worker round while they talk: it hangs up the parallel offer's other leg, never theirs.
+        events += [("dispatch", 0, 0), ("talk_ends", i, 0), ("time", 12, 0)]
     for user_id in world.users:
         operators.log_in(user_id, world.queues, world.now)
     run(world, events)

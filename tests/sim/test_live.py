@@ -100,7 +100,10 @@ def test_the_operators_browser_device_rings_and_answers_through_the_emulator(
     calls = bob.get("/emulator/demo/device/calls", headers=headers).get_json()
     assert calls["registered"]
     [incoming] = calls["calls"]
-    assert incoming["parameters"]["ParentCallSid"] == sid and not incoming["answered"]
+    # The browser rings on a call of its own while the caller waits in the queue; it shows the
+    # caller's number.
+    assert incoming["parameters"]["From"] == emulator.state.calls[sid].from_
+    assert incoming["parameters"]["ParentCallSid"] == "" and not incoming["answered"]
 
     leg = incoming["sid"]
     assert bob.post(f"/emulator/demo/device/calls/{leg}/accept", json={}, headers=headers).status_code == 200

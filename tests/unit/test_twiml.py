@@ -22,7 +22,7 @@ def test_it_enqueues_with_absolute_wait_and_action_urls() -> None:
     say, enqueue = list(root)
     assert say.text == "Välkommen till Exempelbolaget."
     assert say.attrib == {"language": "sv-SE", "voice": "Polly.Astrid"}
-    assert enqueue.text == "koe-7"
+    assert enqueue.text == "koe-caller-7"
     assert enqueue.attrib == {
         "waitUrl": f"{BASE}/twilio/wait",
         "waitUrlMethod": "POST",

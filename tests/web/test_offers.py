@@ -16,7 +16,8 @@ from sqlalchemy import select
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
 from queue_app.models import Call, Offer, OperatorStatus, Queue, Transfer
-from queue_app.services import dispatch, operators, transfers
+from queue_app.services import consult, dispatch, operators, transfers
+from queue_app.services import offers as offer_service
 
 from ..factories import make_org, make_queue
 from ..services.test_dispatch import make_call, make_operator
@@ -52,9 +53,12 @@ def offered_scene(clock: ManualClock, devices: list[dict[str, Any]] | None = Non
         scene = Scene(q.id, call.id, call.call_sid, users, call.entered_queue_at)  # type: ignore[arg-type]
     for user_id in users:
         operators.log_in(user_id, [scene.queue_id], now - timedelta(minutes=5))
-    (redirect,) = dispatch.dispatch_once(now)
-    assert redirect.group_key
-    scene.group_key = redirect.group_key
+    legs = dispatch.dispatch_once(now)  # one outbound leg per operator, one group
+    assert legs and {leg.user_id for leg in legs} == set(users)
+    (scene.group_key,) = {leg.group_key for leg in legs}
+    for leg in legs:  # as the worker does once Twilio created each leg
+        assert leg.user_id is not None
+        offer_service.leg_created(scene.group_key, leg.user_id, f"CA{leg.user_id:032x}")
     return scene
 
 
@@ -384,3 +388,183 @@ def test_it_refuses_to_transfer_a_call_the_operator_is_not_on(ctx: None, clock: 
         transfers.start_blind_transfer(ids[0], ids[1], "+46812345678", clock.now())
     with pytest.raises(transfers.TransferError, match="international form"):
         transfers.start_blind_transfer(ids[0], ids[1], "08-123", clock.now())
+
+
+# --- a queue offer: each operator rings on a leg of their own, the caller waits in their queue ----
+
+
+def leg_post(client: FlaskClient, scene: Scene, route: str, user_id: int, **params: str) -> ET.Element:
+    path = f"/twilio/offer/{scene.group_key}/{route}?operator={user_id}"
+    return post(client, path, f"CA{user_id:032x}", **params)
+
+
+def in_queue(scene: Scene) -> None:
+    """The caller's first waitUrl fetch: they are in their own Twilio queue now."""
+    with db.transaction() as session:
+        call = session.get(Call, scene.call_id)
+        assert call is not None
+        call.announcement_state = {"joined_at": "2026-11-25T09:00:00+00:00"}
+
+
+def test_the_first_browser_to_answer_bridges_with_the_caller_from_their_queue(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock, [{}, {}])
+    in_queue(scene)
+    first, second = scene.users
+    root = leg_post(client, scene, "answer", first, CallStatus="in-progress")
+    dial = root.find("Dial")
+    assert dial is not None
+    assert dial.get("action") == f"{BASE}/twilio/offer/{scene.group_key}/done?operator={first}"
+    queue = dial.find("Queue")
+    assert queue is not None and queue.text == f"koe-caller-{scene.call_id}"
+    assert state_of(scene) == ("connected", ["accepted", "canceled"], ["on_call", "available"])
+    # The other browser answered a moment too late: its leg is hung up, nothing else changes.
+    late = leg_post(client, scene, "answer", second, CallStatus="in-progress")
+    assert [el.tag for el in late] == ["Hangup"]
+    assert state_of(scene) == ("connected", ["accepted", "canceled"], ["on_call", "available"])
+
+
+def test_an_answer_during_the_welcome_waits_until_the_caller_is_in_their_queue(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock)
+    (user,) = scene.users
+    root = leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    assert [el.tag for el in root] == ["Pause", "Redirect"]
+    assert root[1].text == f"{BASE}/twilio/offer/{scene.group_key}/answer?operator={user}"
+    assert state_of(scene)[0] == "connected"  # taken: nobody else rings for this caller
+    in_queue(scene)
+    again = leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    assert again.find("Dial/Queue") is not None
+
+
+def test_the_bridge_is_recorded_when_the_queue_url_is_asked_and_brings_a_waiting_consult_forward(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock)
+    in_queue(scene)
+    (user,) = scene.users
+    root = leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    queue = root.find("Dial/Queue")
+    assert queue is not None
+    assert queue.get("url") == f"{BASE}/twilio/offer/{scene.group_key}/bridged?operator={user}"
+    now = clock.now()
+    consult_id = consult.start_consult(scene.call_id, user, "+46701112233", now)
+    with db.transaction() as session:
+        assert offer_service.bridge_pending(session, scene.call_id, now)
+    assert consult.claim_due(now) == []  # not before the bridge: it would strand the caller
+    with db.transaction() as session:
+        postponed = session.get_one(Transfer, consult_id).next_attempt_at
+        assert postponed is not None and postponed > now
+
+    # The Queue url is asked on the caller's side (CallSid is theirs); retried, it changes nothing.
+    for _ in range(2):
+        path = f"/twilio/offer/{scene.group_key}/bridged?operator={user}"
+        done = post(client, path, scene.call_sid, QueueSid="QU" + "1" * 32, DequeingCallSid=f"CA{user:032x}")
+        assert list(done) == []
+    settled = now + timedelta(seconds=offer_service.BRIDGE_SETTLE_SECONDS)
+    with db.transaction() as session:
+        (bridged_at,) = session.scalars(select(Offer.bridged_at).where(Offer.call_id == scene.call_id))
+        assert bridged_at == now
+        assert session.get_one(Call, scene.call_id).twilio_queue_sid == "QU" + "1" * 32  # to delete later
+        assert session.get_one(Transfer, consult_id).next_attempt_at == settled
+        assert not offer_service.bridge_pending(session, scene.call_id, settled)
+    (step,) = consult.claim_due(settled)
+    assert step.step is consult.Step.GATHER and step.operator_sid == f"CA{user:032x}"
+
+
+def test_a_leg_still_waiting_for_the_welcome_hangs_up_once_the_call_was_transferred(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock)
+    (user,) = scene.users
+    root = leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    assert [el.tag for el in root] == ["Pause", "Redirect"]
+    transfers.start_blind_transfer(scene.call_id, user, "+46812345678", clock.now())
+    again = leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    assert [el.tag for el in again] == ["Hangup"]
+    assert state_of(scene)[:2] == ("transferring", ["accepted"])
+
+
+def test_a_phone_operator_takes_the_call_only_by_pressing_1(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock, [{"client_identity": None, "phone_number": "+46701112233"}])
+    in_queue(scene)
+    (user,) = scene.users
+    root = leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    gather = root.find("Gather")
+    assert gather is not None and gather.get("numDigits") == "1"
+    say = gather.find("Say")
+    assert say is not None and "Växeln" in (say.text or "") and "Tryck 1" in (say.text or "")
+    assert state_of(scene)[0] == "offered"  # a voicemail answers too: not yet taken
+    taken = leg_post(client, scene, "confirm", user, Digits="1")
+    assert taken.find("Dial/Queue") is not None
+    assert state_of(scene) == ("connected", ["accepted"], ["on_call"])
+
+
+def test_a_phone_whose_answer_never_presses_1_is_a_missed_offer(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock, [{"client_identity": None, "phone_number": "+46701112233"}])
+    (user,) = scene.users
+    leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    root = leg_post(client, scene, "confirm", user)  # the Gather timed out: no Digits
+    assert [el.tag for el in root] == ["Hangup"]
+    assert state_of(scene)[0] == "waiting"  # the caller never left their queue
+    assert misses(user) == (1, 0, 0)
+
+
+def test_the_last_leg_ending_unanswered_leaves_the_caller_waiting_with_their_place(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock, [{}, {}])
+    first, second = scene.users
+    leg_post(client, scene, "leg", first, CallStatus="busy")
+    assert state_of(scene) == ("offered", ["declined", "ringing"], ["available", "ringing"])
+    leg_post(client, scene, "leg", second, CallStatus="no-answer")
+    leg_post(client, scene, "leg", second, CallStatus="no-answer")  # Twilio retried it
+    assert state_of(scene) == ("waiting", ["declined", "no_answer"], ["available", "available"])
+    assert misses(first) == (0, 1, 0) and misses(second) == (1, 0, 0)
+    with db.transaction() as session:
+        call = session.get(Call, scene.call_id)
+        assert call is not None and call.entered_queue_at == scene.entered
+
+
+def test_the_talk_ends_once_however_many_sides_report_it(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock, wrap_up_seconds=30)
+    in_queue(scene)
+    (user,) = scene.users
+    leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    done = leg_post(client, scene, "done", user, DialCallStatus="completed")
+    assert [el.tag for el in done] == ["Hangup"]
+    assert state_of(scene) == ("completed", ["accepted"], ["wrap_up"])
+    # The caller's Enqueue action and the leg's status callback say the same: nothing changes.
+    queue_result = post(client, "/twilio/queue-result", scene.call_sid, QueueResult="bridged", QueueTime="9")
+    assert list(queue_result) == []
+    leg_post(client, scene, "leg", user, CallStatus="completed")
+    assert state_of(scene) == ("completed", ["accepted"], ["wrap_up"])
+
+
+def test_a_bridge_that_never_formed_is_tried_again_while_the_caller_is_there(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock)
+    in_queue(scene)
+    (user,) = scene.users
+    leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    again = leg_post(client, scene, "done", user, DialCallStatus="no-answer")
+    assert [el.tag for el in again] == ["Pause", "Redirect"]
+    assert state_of(scene) == ("connected", ["accepted"], ["on_call"])
+
+
+def test_an_unknown_offer_hangs_up_the_operators_leg(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    scene = offered_scene(clock)
+    root = post(client, "/twilio/offer/no-such-group/answer?operator=1", scene.call_sid)
+    assert [el.tag for el in root] == ["Hangup"]
+    assert state_of(scene)[0] == "offered"

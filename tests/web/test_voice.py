@@ -86,7 +86,6 @@ def test_it_welcomes_a_caller_of_a_known_number_and_enqueues_them(
     assert say.text == "Välkommen till Acme AB."
     assert say.attrib == {"language": "sv-SE", "voice": "Polly.Astrid"}
     assert enqueue.tag == "Enqueue"
-    assert enqueue.text == f"koe-{personas.bob.queue_id}"
     assert enqueue.attrib == {
         "waitUrl": f"{BASE}/twilio/wait",
         "waitUrlMethod": "POST",
@@ -94,6 +93,8 @@ def test_it_welcomes_a_caller_of_a_known_number_and_enqueues_them(
         "method": "POST",
     }
     call = call_row(app, sid)
+    # A Twilio queue of the caller's own: the operator who answers bridges with exactly them.
+    assert enqueue.text == f"koe-caller-{call.id}"
     assert call.state == "waiting"
     assert call.queue_id == personas.bob.queue_id
     assert call.organisation_id == personas.bob.organisation_id
@@ -424,6 +425,7 @@ def test_it_abandons_a_caller_who_hangs_up_while_waiting_exactly_once(
     assert [e.data["to"] for e in events(app, sid, "state_changed")] == ["waiting", "abandoned"]
     assert len(events(app, sid, "twilio_status")) == 1
     assert len(events(app, sid, "queue_result")) == 1
+    assert call.twilio_queue_sid == "QU" + "1" * 32  # the worker deletes the caller's queue now
 
 
 def test_it_records_a_redirect_by_the_dispatcher_and_does_nothing_else(
