@@ -1,18 +1,32 @@
-"""A small open-loop HTTP load generator: requests start on schedule, whether or not earlier ones finished.
+"""Open-loop HTTP load generators: requests start on schedule, whether or not earlier ones finished.
 
 Closed-loop tools (a fixed number of connections that wait for each answer) hide latency when the
 server slows down (coordinated omission); Twilio does not wait for us, so neither does this. Each
 request opens its own connection, as gunicorn's sync workers close the connection after each answer.
+
+Two implementations of the same schedule (Poisson arrivals, latency from the scheduled send time):
+`run_native` drives `loadgen.c`, built here with the system C compiler, which costs a fraction of a
+core at thousands of requests a second; `run_open_loop` is pure asyncio, for machines without a C
+compiler, and itself needs about a core at 1,000/s, so its ceilings are the generator's, not the app's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import shutil
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SOURCE = Path(__file__).resolve().parent / "loadgen.c"
+BUILD = Path(__file__).resolve().parent / "results" / "loadgen"
 
 
 @dataclass(frozen=True)
@@ -48,19 +62,59 @@ class Result:
         }
 
 
+def raw(host: str, port: int, request: Request) -> bytes:
+    """The request's bytes on the wire: a form POST that asks the server to close the connection."""
+    head = [
+        f"POST {request.path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/x-www-form-urlencoded",
+        f"Content-Length: {len(request.body)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in request.headers),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + request.body
+
+
+def native_available() -> bool:
+    return shutil.which("gcc") is not None or BUILD.exists()
+
+
+def build_native() -> Path:
+    """Compile loadgen.c with the system gcc when the binary is missing or older than the source."""
+    if BUILD.exists() and BUILD.stat().st_mtime >= SOURCE.stat().st_mtime:
+        return BUILD
+    BUILD.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(BUILD), str(SOURCE), "-lm"], check=True)
+    return BUILD
+
+
+def run_native(
+    host: str,
+    port: int,
+    requests: Sequence[Request],
+    rate_per_s: float,
+    duration_s: float,
+    seed: int = 1,
+    timeout: float = 15.0,
+) -> dict[str, Any]:
+    """The same open-loop schedule from `loadgen.c`; returns its summary (as `Result.summary()`,
+    plus the generator's own send lag and CPU seconds)."""
+    binary = build_native()
+    with tempfile.NamedTemporaryFile(suffix=".req") as file:
+        for request in requests:
+            data = raw(host, port, request)
+            file.write(b"%d\n" % len(data) + data)
+        file.flush()
+        args = [host, str(port), file.name, str(rate_per_s), str(duration_s), str(seed), str(timeout)]
+        out = subprocess.run([str(binary), *args], check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(out))
+
+
 async def _one(host: str, port: int, request: Request, result: Result, timeout: float) -> None:
     started = time.perf_counter()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        head = [
-            f"POST {request.path} HTTP/1.1",
-            f"Host: {host}:{port}",
-            "Content-Type: application/x-www-form-urlencoded",
-            f"Content-Length: {len(request.body)}",
-            "Connection: close",
-            *(f"{k}: {v}" for k, v in request.headers),
-        ]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + request.body)
+        writer.write(raw(host, port, request))
         await writer.drain()
         status_line = await asyncio.wait_for(reader.readline(), timeout)
         await asyncio.wait_for(reader.read(), timeout)  # until the server closes

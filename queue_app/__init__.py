@@ -36,6 +36,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     extensions.db.configure(app.config["DATABASE_URL"])
     app.teardown_appcontext(lambda _exc: extensions.db.session.remove())
+    from .auth import WebhookSessionInterface
+
+    app.session_interface = WebhookSessionInterface()
     extensions.login_manager.init_app(app)
     extensions.csrf.init_app(app)
     from .i18n import ensure_compiled, select_locale, select_timezone

@@ -15,7 +15,8 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import abort, flash, jsonify, redirect, request, url_for
+from flask import Flask, Request, Response, abort, flash, jsonify, redirect, request, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import Select, select
@@ -31,6 +32,22 @@ PUBLIC_ENDPOINTS = frozenset({"static", "health.healthz"})
 PUBLIC_PATH_PREFIXES = ("/twilio/",)
 
 login_manager.login_view = "auth.login"
+
+
+class WebhookSessionInterface(SecureCookieSessionInterface):
+    """Twilio's webhooks (`PUBLIC_PATH_PREFIXES`) carry a signature, not our cookie: they get an
+    empty session that is neither read from nor written to the cookie (building the signing
+    serializer to look for one is a visible share of the waitUrl's CPU time), so a browser that
+    reaches such a path (prompt audio, an error page) keeps its own session untouched."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith(PUBLIC_PATH_PREFIXES):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not request.path.startswith(PUBLIC_PATH_PREFIXES):
+            super().save_session(app, session, response)
 
 
 @dataclass(frozen=True, slots=True)

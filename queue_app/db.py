@@ -6,12 +6,15 @@ use the request-scoped `db.session`, which is removed at the end of each request
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, TextClause, create_engine, event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -70,14 +73,82 @@ def make_hot_engine(url: str) -> Engine:
     the last fraction of a second of announcement bookkeeping (a caller hears a message twice), never
     corrupts anything (PostgreSQL manual, "Asynchronous Commit"). Without pre-ping a connection the
     server dropped fails once; `Database.hot_connection` callers retry on `connection_invalidated`.
+    The session's time zone is UTC, so `hot_rows` can load timestamps as aware UTC in the driver.
     """
-    return create_engine(
+    engine = create_engine(
         url,
         isolation_level="AUTOCOMMIT",
-        connect_args={"options": "-c synchronous_commit=off"},
+        connect_args={"options": "-c synchronous_commit=off -c timezone=UTC"},
         pool_size=2,
         max_overflow=8,
     )
+    event.listen(engine, "connect", _load_timestamps_as_utc)
+    return engine
+
+
+def _load_timestamps_as_utc(dbapi_connection: Any, _record: Any) -> None:
+    """Binary `timestamp` values (naive UTC, as UTCDateTime stores them) load as aware UTC, in C:
+    the wire format is timestamptz's, whose loader gives the session's zone, UTC here. Only
+    `hot_rows`' binary cursors use it; text results (SQLAlchemy's) are unchanged."""
+    from psycopg.types.datetime import TimestamptzBinaryLoader
+
+    dbapi_connection.adapters.register_loader("timestamp", TimestamptzBinaryLoader)
+
+
+@cache
+def _driver_sql(statement: TextClause) -> str:
+    """The statement in psycopg's own parameter style (`%(name)s`), compiled once."""
+    return str(statement.compile(dialect=postgresql.dialect()))
+
+
+def hot_rows(
+    connection: Connection, statement: TextClause, params: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """Run a read of the waitUrl and return its rows as tuples, in the statement's column order.
+
+    On PostgreSQL through the driver itself (a prepared statement on the pooled psycopg
+    connection, binary results): SQLAlchemy's result machinery costs more per fetch than the query.
+    Timestamps come back as aware UTC, as `UTCDateTime` hands them out (`_load_timestamps_as_utc`),
+    with no Python work per value: the 10,000-row line snapshot loads in a third of the time.
+    Elsewhere (SQLite) through SQLAlchemy with the statement's declared column types.
+    Statement-counting event listeners do not see the PostgreSQL path.
+    """
+    if connection.dialect.name != "postgresql":
+        return connection.execute(statement, params).all()
+    return _on_driver(connection, statement, params, fetch=True)
+
+
+def hot_write(
+    connection: Connection, statement: TextClause, params: Mapping[str, Any], json: tuple[str, ...] = ()
+) -> None:
+    """A write of the waitUrl, as `hot_rows` reads: through psycopg on PostgreSQL, the parameters
+    named in `json` sent as JSON; through SQLAlchemy (the statement's bind types) elsewhere."""
+    if connection.dialect.name != "postgresql":
+        connection.execute(statement, params)
+        return
+    from psycopg.types.json import Json
+
+    sent = {key: Json(value) if key in json else value for key, value in params.items()}
+    _on_driver(connection, statement, sent, fetch=False)
+
+
+def _on_driver(
+    connection: Connection, statement: TextClause, params: Mapping[str, Any], *, fetch: bool
+) -> list[tuple[Any, ...]]:
+    """Execute on the pooled psycopg connection (autocommit on the hot engine), binary results.
+    A connection the server dropped is invalidated and raised as
+    `DBAPIError(connection_invalidated=True)`, as `Connection.execute` would, so callers retry."""
+    sql = _driver_sql(statement)
+    driver: Any = connection.connection.driver_connection
+    try:
+        with driver.cursor(binary=True) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return list(cursor.fetchall()) if fetch else []
+    except Exception as error:
+        if not getattr(driver, "broken", False) and not getattr(driver, "closed", False):
+            raise
+        connection.invalidate(error)
+        raise DBAPIError(sql, dict(params), error, connection_invalidated=True) from error
 
 
 def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:

@@ -527,6 +527,8 @@ Index(
     postgresql_where=_IN_QUEUE,
     sqlite_where=_IN_QUEUE,
 )
+# A queue's handling history (services/calls.py `_recent_calls`): its last calls to have ended.
+Index("ix_calls_queue_ended", Call.queue_id, Call.ended_at)
 
 
 # Calls whose Twilio queue still exists (services/calls.py `spent_queues`): few rows, the live calls.

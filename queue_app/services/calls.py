@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ..db import UTCDateTime
+from ..db import UTCDateTime, hot_rows, hot_write
 from ..domain import prompts_text
 from ..domain.announcements import (
     MUSIC_AFTER_SPEECH_SECONDS,
@@ -793,18 +793,26 @@ def _in_list(values: tuple[str, ...]) -> str:
 
 
 # The waitUrl's read: the call, its queue's switches and how many operators serve the queue, by the
-# unique CallSid. A text statement, so no ORM work per fetch; the same SQL on SQLite and PostgreSQL.
+# unique CallSid. A text statement, so no ORM work per fetch; the same SQL on SQLite and PostgreSQL,
+# sent through the driver itself on PostgreSQL (`hot_rows`), its row read by _WAIT_FIELDS' names.
 _IN_QUEUE = _in_list(IN_QUEUE_STATES)
 _OPERATORS = (
     "FROM queue_logins l JOIN operator_statuses s ON s.user_id = l.user_id WHERE l.queue_id = c.queue_id"
 )
+_CALL_COLUMNS = (
+    "id", "state", "queue_id", "priority", "arrived_at", "entered_queue_at", "announcement_state",
+    "first_estimate_seconds", "from_number", "outcome_reason",
+)  # fmt: skip
+_QUEUE_COLUMNS = (
+    "language", "first_message_enabled", "periodic_message_enabled", "periodic_interval_seconds",
+    "announce_position", "announce_expected_wait", "announce_interval_seconds",
+    "callback_enabled", "voicemail_enabled", "caller_options_after_seconds",
+)  # fmt: skip
+_WAIT_FIELDS = (*_CALL_COLUMNS, *_QUEUE_COLUMNS, "serving", "free")
 _WAIT_READ = text(
     f"""
-SELECT c.id, c.state, c.queue_id, c.priority, c.arrived_at, c.entered_queue_at, c.announcement_state,
-       c.first_estimate_seconds, c.from_number, c.outcome_reason,
-       q.language, q.first_message_enabled, q.periodic_message_enabled, q.periodic_interval_seconds,
-       q.announce_position, q.announce_expected_wait, q.announce_interval_seconds,
-       q.callback_enabled, q.voicemail_enabled, q.caller_options_after_seconds,
+SELECT {", ".join("c." + name for name in _CALL_COLUMNS)},
+       {", ".join("q." + name for name in _QUEUE_COLUMNS)},
        (SELECT count(*) {_OPERATORS} AND s.state IN ({_in_list(SERVING_OPERATOR_STATES)})) AS serving,
        (SELECT count(*) {_OPERATORS} AND s.state = '{OperatorState.AVAILABLE.value}') AS free
 FROM calls c JOIN queues q ON q.id = c.queue_id
@@ -845,7 +853,8 @@ def next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None = None
 
 def _next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None) -> WaitAnswer:
     with db.hot_connection() as connection:
-        row = connection.execute(_WAIT_READ, {"call_sid": call_sid}).mappings().one_or_none()
+        rows = hot_rows(connection, _WAIT_READ, {"call_sid": call_sid})
+        row = dict(zip(_WAIT_FIELDS, rows[0], strict=True)) if rows else None
         if row is None:
             log.warning("waitUrl for an unknown call call_sid=%s", call_sid)
             return WaitAnswer(say=apology(), gone=True)
@@ -857,7 +866,7 @@ def _next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None) -> W
             return WaitAnswer(say=_bilingual(Phrase.GOODBYE), gone=True)
         answer, write = _plan_wait_answer(connection, row, now, cache)
         if write is not None:
-            connection.execute(_WAIT_WRITE, write)
+            hot_write(connection, _WAIT_WRITE, write, json=("state",))
         return answer
 
 
@@ -887,13 +896,13 @@ def _position(
     """Exact within the first EXACT_POSITIONS places; deeper, from this process's snapshot of the line
     (at most LINE_TTL old), so no fetch counts thousands of rows for "you are number 4,987"."""
     mine = _line_key(row["priority"], entered, row["id"])
-    head = connection.execute(_QUEUE_HEAD, {"queue_id": row["queue_id"], "limit": EXACT_POSITIONS}).all()
+    head = hot_rows(connection, _QUEUE_HEAD, {"queue_id": row["queue_id"], "limit": EXACT_POSITIONS})
     ahead = sum(1 for p, e, i in head if _line_key(p, e, i) < mine)
     if ahead < EXACT_POSITIONS:
         return ahead + 1
 
     def load() -> list[LineKey]:
-        rows = connection.execute(_WHOLE_LINE, {"queue_id": row["queue_id"]}).all()
+        rows = hot_rows(connection, _WHOLE_LINE, {"queue_id": row["queue_id"]})
         return sorted(_line_key(p, e, i) for p, e, i in rows)
 
     line = cache.line(row["queue_id"], now, load) if cache is not None else load()
