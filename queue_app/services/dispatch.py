@@ -552,8 +552,9 @@ def offer_legs(
 ) -> list[PendingRedirect]:
     """One outbound call to each operator's device; the caller stays in their queue meanwhile.
 
-    A browser sees the caller's number as the call's From; a phone sees the number the caller rang
-    (Twilio lets an outbound call to a phone show only our own numbers).
+    Every leg comes from the number the caller rang: a REST call's From must be one of our Twilio
+    numbers (or a verified one) for a phone, and for a browser an arbitrary caller's number is not
+    documented as allowed. The console shows the caller's number from the offer itself.
     """
     legs = []
     for user_id in user_ids:
@@ -571,7 +572,7 @@ def offer_legs(
                 group_key=group_key,
                 kind=CREATE_CALL,
                 to=f"client:{target.address}" if client else target.address,
-                from_=call.from_number if client else call.to_number,
+                from_=call.to_number,
                 timeout=timeout,
                 status_path=f"{prefix}/leg?operator={user_id}",
                 user_id=user_id,

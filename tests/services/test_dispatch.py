@@ -119,7 +119,7 @@ def test_it_offers_a_waiting_call_and_claims_call_and_operator(ctx: None, clock:
     redirects = dispatch.dispatch_once(now)
     assert len(redirects) == 1
     (offer,) = ringing_offers()
-    # No redirect of the caller: an outbound call to Anna's browser, from the caller's number.
+    # No redirect of the caller: an outbound call to Anna's browser, from the number the caller rang.
     (leg,) = redirects
     prefix = f"http://koe.test/twilio/offer/{offer.group_key}"
     assert (leg.kind, leg.user_id, leg.timeout) == (dispatch.CREATE_CALL, anna, 20)
@@ -127,7 +127,7 @@ def test_it_offers_a_waiting_call_and_claims_call_and_operator(ctx: None, clock:
     assert leg.url("http://koe.test/") == f"{prefix}/answer?operator={anna}"
     assert leg.status_url("http://koe.test/") == f"{prefix}/leg?operator={anna}"
     with db.transaction() as session:
-        assert leg.from_ == session.get(Call, call_id).from_number  # type: ignore[union-attr]
+        assert leg.from_ == session.get(Call, call_id).to_number  # type: ignore[union-attr]
     assert (offer.call_id, offer.user_id, offer.queue_id) == (call_id, anna, qid)
     assert offer.deadline_at == now + timedelta(seconds=20 + 15)
     assert call_state(call_id) == "offered"
@@ -155,8 +155,8 @@ def test_it_rings_a_phone_operators_own_leg_from_the_number_the_caller_rang(
         identity = session.get(User, browser).client_identity  # type: ignore[union-attr]
     # One leg per operator, none a redirect of the caller (who stays in their queue).
     assert {u: (leg.kind, leg.call_id, leg.to, leg.from_, leg.timeout) for u, leg in legs.items()} == {
-        browser: (dispatch.CREATE_CALL, call_id, f"client:{identity}", "+46709998877", 25),
-        # Twilio shows a phone only our own numbers: the one the caller rang.
+        # A REST call's From is one of our own numbers: the one the caller rang.
+        browser: (dispatch.CREATE_CALL, call_id, f"client:{identity}", "+46855500001", 25),
         phone: (dispatch.CREATE_CALL, call_id, "+46701112233", "+46855500001", 25),
     }
     assert {u: (leg.path, leg.status_path) for u, leg in legs.items()} == {
@@ -593,7 +593,7 @@ def test_it_runs_a_worker_round_and_reports_the_next_deadline(
     assert leg == {
         "sid": offer.leg_sid,
         "to": f"client:{identity}",
-        "from": caller.from_number,
+        "from": caller.to_number,
         "url": f"{prefix}/answer?operator={anna}",
         "status_callback": f"{prefix}/leg?operator={anna}",
         "timeout": 20,

@@ -100,9 +100,9 @@ def test_the_operators_browser_device_rings_and_answers_through_the_emulator(
     calls = bob.get("/emulator/demo/device/calls", headers=headers).get_json()
     assert calls["registered"]
     [incoming] = calls["calls"]
-    # The browser rings on a call of its own while the caller waits in the queue; it shows the
-    # caller's number.
-    assert incoming["parameters"]["From"] == emulator.state.calls[sid].from_
+    # The browser rings on a call of its own while the caller waits in the queue, from the number
+    # the caller rang (the console shows the caller's number from the offer).
+    assert incoming["parameters"]["From"] == emulator.state.calls[sid].to
     assert incoming["parameters"]["ParentCallSid"] == "" and not incoming["answered"]
 
     leg = incoming["sid"]
