@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -164,24 +165,13 @@ def perform_redirects(redirects: list[PendingRedirect], now: datetime, rest: Twi
 
 def hang_up_stray_legs(rest: TwilioRest | None = None) -> int:
     """Operators' legs that still ring (or talk) for an offer that is over: another operator took
-    the call, or the caller left. Twilio cancels nothing of these by itself."""
+    the call, or the caller left. Twilio cancels nothing of these by itself. Returns how many are
+    left for a later round."""
     with db.reading() as session:
         legs = offer_service.stray_legs(session)
     if not legs:
         return 0
-    rest = rest or TwilioRest.from_app()
-    done = []
-    for offer_id, sid in legs:
-        try:
-            rest.hang_up(sid)
-        except TwilioRestException as exc:
-            if exc.code not in CALLER_GONE_CODES:
-                log.warning("could not hang up the leg %s: %s", sid, exc.code)
-                continue
-        except Exception as exc:
-            log.warning("could not hang up the leg %s: %s", sid, exc)
-            continue
-        done.append(offer_id)
+    done = _clean_up(legs, (rest or TwilioRest.from_app()).hang_up, "hang up the leg")
     offer_service.legs_hung_up(done)
     return len(legs) - len(done)
 
@@ -193,21 +183,27 @@ def delete_spent_queues(rest: TwilioRest | None = None) -> int:
         queues = twilio_queues.spent(session)
     if not queues:
         return 0
-    rest = rest or TwilioRest.from_app()
-    done = []
-    for call_id, sid in queues:
-        try:
-            rest.delete_queue(sid)
-        except TwilioRestException as exc:
-            if exc.status != 404:  # gone already: done
-                log.warning("could not delete the queue %s: %s %s", sid, exc.status, exc.code)
-                continue
-        except Exception as exc:
-            log.warning("could not delete the queue %s: %s", sid, exc)
-            continue
-        done.append(call_id)
+    done = _clean_up(queues, (rest or TwilioRest.from_app()).delete_queue, "delete the queue")
     twilio_queues.deleted(done)
     return len(queues) - len(done)
+
+
+def _clean_up(items: list[tuple[int, str]], act: Callable[[str], None], what: str) -> list[int]:
+    """`act` on each Twilio resource; the ids of those done, or already gone (Twilio's 404, or a
+    call no longer in progress). A failure is logged and left for the next round."""
+    done = []
+    for row_id, sid in items:
+        try:
+            act(sid)
+        except TwilioRestException as exc:
+            if exc.status != 404 and exc.code not in CALLER_GONE_CODES:
+                log.warning("could not %s %s: %s %s", what, sid, exc.status, exc.code)
+                continue
+        except Exception as exc:
+            log.warning("could not %s %s: %s", what, sid, exc)
+            continue
+        done.append(row_id)
+    return done
 
 
 def _undo(redirect: PendingRedirect, now: datetime, reason: str, gone: bool) -> None:

@@ -641,12 +641,8 @@ def _plan(session: Session, transfer: Transfer, call: Call, step: Step, now: dat
 
 
 def _operator_leg(session: Session, call: Call) -> str | None:
-    return session.scalar(
-        select(Offer.leg_sid)
-        .where(Offer.call_id == call.id, Offer.state == OfferState.ACCEPTED.value)
-        .order_by(Offer.id.desc())
-        .limit(1)
-    )
+    offer = offers.latest_accepted(session, call.id)
+    return offer.leg_sid if offer is not None else None
 
 
 def _recall_path(session: Session, call: Call) -> str:

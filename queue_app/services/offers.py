@@ -457,17 +457,22 @@ def bridge_formed(group_key: str, user_id: int | None, now: datetime, queue_sid:
         )
 
 
-def bridge_pending(session: Session, call_id: int, now: datetime) -> bool:
-    """The call was answered on an operator's own leg whose bridge has not formed yet (the caller
-    was still hearing the welcome): moving that leg now would leave the caller in their queue. The
-    Queue url is asked just before the bridge, so a bridge younger than BRIDGE_SETTLE_SECONDS counts
-    as pending too."""
-    offer = session.scalars(
+def latest_accepted(session: Session, call_id: int) -> Offer | None:
+    """The offer through which the call was last answered."""
+    return session.scalars(
         select(Offer)
         .where(Offer.call_id == call_id, Offer.state == OfferState.ACCEPTED.value)
         .order_by(Offer.id.desc())
         .limit(1)
     ).first()
+
+
+def bridge_pending(session: Session, call_id: int, now: datetime) -> bool:
+    """The call was answered on an operator's own leg whose bridge has not formed yet (the caller
+    was still hearing the welcome): moving that leg now would leave the caller in their queue. The
+    Queue url is asked just before the bridge, so a bridge younger than BRIDGE_SETTLE_SECONDS counts
+    as pending too."""
+    offer = latest_accepted(session, call_id)
     if offer is None or offer.leg_sid is None:
         return False
     return offer.bridged_at is None or offer.bridged_at > now - timedelta(seconds=BRIDGE_SETTLE_SECONDS)
@@ -520,12 +525,7 @@ def caller_bridge_ended(call_sid: str, now: datetime) -> None:
     """The caller's side of the same end (their Enqueue action said `bridged`)."""
     with db.transaction() as session:
         call_id = session.scalar(select(Call.id).where(Call.call_sid == call_sid))
-        offer = session.scalars(
-            select(Offer)
-            .where(Offer.call_id == call_id, Offer.state == OfferState.ACCEPTED.value)
-            .order_by(Offer.id.desc())
-            .limit(1)
-        ).first()
+        offer = latest_accepted(session, call_id) if call_id is not None else None
         if offer is not None and offer.leg_sid is not None:
             _connection_over(session, offer, now)
 
