@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Exists, func, select, update
+from sqlalchemy import ColumnElement, Exists, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.states import Call as CallState
@@ -426,8 +426,15 @@ def _still_ours(session: Session, call: Call, offer: Offer) -> bool:
     """Is the caller still this accepted offer's to bridge? Not once a blind transfer or a later
     offer has taken the call, e.g. when the operator transferred it before the welcome ended. (A
     consult keeps the call connected: it waits for the bridge, see `bridge_pending`.)"""
-    latest = session.scalar(select(func.max(Offer.id)).where(Offer.call_id == call.id))
-    return call.state == CallState.CONNECTED.value and latest == offer.id
+    return call.state == CallState.CONNECTED.value and _latest_group(session, call.id) == offer.group_key
+
+
+def _latest_group(session: Session, call_id: int) -> str | None:
+    """The call's newest offer group. Not the newest offer's id: operators rung together share a
+    group, and the one whose offer has the lower id is as much the answerer as any other."""
+    return session.scalar(
+        select(Offer.group_key).where(Offer.call_id == call_id).order_by(Offer.id.desc()).limit(1)
+    )
 
 
 def bridge_formed(group_key: str, user_id: int | None, now: datetime, queue_sid: str | None = None) -> None:
@@ -509,12 +516,11 @@ def leg_bridge_ended(group_key: str, user_id: int | None, dial_status: str, now:
         if offer is None or offer.state != OfferState.ACCEPTED.value:
             return False
         call = _lock_call(session, offer.call_id)
-        latest = session.scalar(select(func.max(Offer.id)).where(Offer.call_id == offer.call_id))
         if (
             dial_status != "completed"
             and call is not None
             and call.state == CallState.CONNECTED.value
-            and latest == offer.id
+            and _latest_group(session, offer.call_id) == offer.group_key
         ):
             return True
         _connection_over(session, offer, now)
@@ -550,8 +556,7 @@ def _connection_over(session: Session, offer: Offer, now: datetime) -> None:
     call = _lock_call(session, offer.call_id)
     if call is None:
         return
-    latest = session.scalar(select(func.max(Offer.id)).where(Offer.call_id == call.id))
-    talking = call.state == CallState.CONNECTED.value and latest == offer.id
+    talking = call.state == CallState.CONNECTED.value and _latest_group(session, call.id) == offer.group_key
     if (
         talking
         and not _transferred_since(session, call.id, offer.created_at)

@@ -425,6 +425,24 @@ def test_the_first_browser_to_answer_bridges_with_the_caller_from_their_queue(
     assert state_of(scene) == ("connected", ["accepted", "canceled"], ["on_call", "available"])
 
 
+@pytest.mark.parametrize("answerer", [0, 1])
+def test_either_of_two_operators_rung_together_is_bridged_and_ends_the_talk(
+    client: FlaskClient, ctx: None, clock: ManualClock, answerer: int
+) -> None:
+    """Whichever operator answers, whatever their offer's id, and though Twilio's "answered" status
+    callback comes before the leg's own TwiML request (both are sent at the answer)."""
+    scene = offered_scene(clock, [{}, {}])
+    in_queue(scene)
+    user = scene.users[answerer]
+    leg_post(client, scene, "leg", user, CallStatus="in-progress")
+    root = leg_post(client, scene, "answer", user, CallStatus="in-progress")
+    assert root.find("Dial/Queue") is not None
+    assert state_of(scene)[0] == "connected"
+    done = leg_post(client, scene, "done", user, DialCallStatus="completed", CallStatus="in-progress")
+    assert [el.tag for el in done] == ["Hangup"]
+    assert state_of(scene)[0] == "completed"
+
+
 def test_an_answer_during_the_welcome_waits_until_the_caller_is_in_their_queue(
     client: FlaskClient, ctx: None, clock: ManualClock
 ) -> None:
