@@ -77,6 +77,8 @@ from ..models import (
     Call,
     CallEvent,
     MissedCall,
+    Offer,
+    OfferState,
     OperatorStatus,
     Organisation,
     PhoneNumber,
@@ -275,14 +277,19 @@ def _end_call(session: Session, call: Call, now: datetime, reason: str) -> bool:
         # A caller who asked to be called back hangs up on purpose; the callback keeps their place.
         return False
     was = call.state
-    talking = was in (CallState.CONNECTED, CallState.TRANSFERRING)
+    never_bridged = was == CallState.CONNECTED and _never_bridged(session, call.id)
+    talking = was in (CallState.CONNECTED, CallState.TRANSFERRING) and not never_bridged
     target = CallState.COMPLETED if talking else CallState.ABANDONED
     if not _move(session, call, target, now, ended_at=now, outcome_reason=reason):
         return False
     _record(
         session, call, "call_ended", now, {"state": target.value, "reason": reason}, f"ended:{call.call_sid}"
     )
-    if target is CallState.ABANDONED and call.queue_id is not None and was in IN_QUEUE_STATES:
+    if (
+        target is CallState.ABANDONED
+        and call.queue_id is not None
+        and (was in IN_QUEUE_STATES or never_bridged)
+    ):
         # Someone gave up waiting: the switchboard owes them a call (once, whatever else reports it).
         _add_missed_call(session, call, "abandoned", now)
     # Operators attached to the call (talking, or ringing for it) are the operators service's to
@@ -299,6 +306,18 @@ def _end_call(session: Session, call: Call, now: datetime, reason: str) -> bool:
                 "call ended with an operator attached, no on_call_ended hook call_sid=%s", call.call_sid
             )
     return True
+
+
+def _never_bridged(session: Session, call_id: int) -> bool:
+    """Taken on an operator's own leg whose bridge never formed: the caller hung up while the
+    operator waited for the welcome to end. They never talked to anyone: abandoned, not answered."""
+    row = session.execute(
+        select(Offer.leg_sid, Offer.bridged_at)
+        .where(Offer.call_id == call_id, Offer.state == OfferState.ACCEPTED.value)
+        .order_by(Offer.id.desc())
+        .limit(1)
+    ).first()
+    return row is not None and row.leg_sid is not None and row.bridged_at is None
 
 
 def _add_missed_call(session: Session, call: Call, reason: str, now: datetime) -> bool:

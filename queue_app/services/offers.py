@@ -305,13 +305,20 @@ end_offer = _end_offer
 
 
 def record_leg_status(
-    group_key: str, leg_status: str, now: datetime, user_id: int | None = None, to: str | None = None
+    group_key: str,
+    leg_status: str,
+    now: datetime,
+    user_id: int | None = None,
+    to: str | None = None,
+    own_leg_sid: str | None = None,
 ) -> None:
     """An operator leg's status callback: who answered, who declined, who hung up. Idempotent.
 
     The leg is a child of the caller's `<Dial>` (a recall) or the operator's own outbound call (a
     queue offer, `leg_sid` set). For the latter nothing else reports the end of the ringing: when
     the last leg of the group has ended unanswered, the caller simply waits on (their place kept).
+    `own_leg_sid`: the callback came from an outbound call of our own (Direction outbound-api); it
+    may come before the worker recorded the leg's SID (a race, or a worker killed in between).
     """
     with db.transaction() as session:
         offers = _group(session, group_key)
@@ -319,6 +326,8 @@ def record_leg_status(
         if offer is None:
             log.info("leg callback for unknown offer group=%s user=%s to=%s", group_key, user_id, to)
             return
+        if own_leg_sid and offer.leg_sid is None:
+            offer.leg_sid = own_leg_sid
         user = session.get(User, offer.user_id)
         target = device_of(user) if user else None
         if leg_status == "in-progress":

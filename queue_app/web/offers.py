@@ -236,6 +236,7 @@ def offer_leg(group_key: str) -> Response:
         get_clock().now(),
         user_id=_operator_param(),
         to=request.form.get("To"),
+        own_leg_sid=request.form.get("CallSid") if request.form.get("Direction") == "outbound-api" else None,
     )
     # Ringing changes nothing for the dispatcher; an answer or an end may free operators.
     if request.form.get("CallStatus") not in ("queued", "initiated", "ringing"):

@@ -151,6 +151,41 @@ def test_a_transfer_made_before_the_welcome_ended_hangs_up_the_operators_waiting
     assert emulator.errors == []
 
 
+def test_a_caller_who_hangs_up_before_the_operators_leg_reached_them_is_abandoned_not_answered(
+    app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
+) -> None:
+    """Anna's browser took the call during the welcome, but the caller hung up before it ended:
+    they never talked to anyone. Counted as abandoned, on the missed-calls list, and Anna is free."""
+    with app.app_context():
+        board = make_switchboard(("op_anna",))
+        anna = board.operators["op_anna"]
+        with db.transaction() as session:
+            text = "Välkommen till Exempel AB. " * 6
+            session.add(
+                Prompt(organisation_id=board.organisation_id, kind="welcome", language="sv", text=text)
+            )
+        operators.log_in(anna, [board.queue_id], clock.now())
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=0))
+    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=None))
+    with app.app_context():
+        assert call.wait_until(lambda: call_state(call.sid) == "connected", timeout=60)
+    assert call.bridged_with is None
+    call.hang_up()
+    emulator.advance(10)
+
+    (leg,) = operator_legs(emulator, "op_anna")
+    assert leg.status == "completed"  # her waiting leg was hung up
+    with app.app_context():
+        row = call_row(call.sid)
+        assert (row.state, row.answered_at is not None) == ("abandoned", True)  # she did pick up
+        assert operator_state(anna) in ("wrap_up", "available")
+        with db.transaction() as session:
+            assert session.scalars(select(MissedCall.reason).where(MissedCall.call_id == row.id)).all() == [
+                "abandoned"
+            ]
+    assert emulator.errors == []
+
+
 def call_state(call_sid: str) -> str | None:
     with db.transaction() as session:
         return session.scalar(select(Call.state).where(Call.call_sid == call_sid))

@@ -183,6 +183,7 @@ class World:
                 priority=priority,
                 arrived_at=now,
                 entered_queue_at=now,
+                announcement_state={"joined_at": now.isoformat()},  # their queue's waitUrl began
             )
             session.add(call)
             session.flush()
@@ -227,9 +228,14 @@ class World:
         key, user_id, sid = offer.group_key, offer.user_id, offer.leg_sid or ""
         if leg_status == "in-progress":
             # The operator's browser answers: Twilio asks for the leg's TwiML (/answer), which takes
-            # the caller out of their queue, and reports the answer to the status callback.
-            self._send(lambda: offers.answer_leg(key, user_id, sid, at, confirmed=False))
+            # the caller out of their queue (asking the Queue url, /bridged, as the bridge forms),
+            # and reports the answer to the status callback.
+            self._send(lambda: self._answer(key, user_id, sid, at))
         self._send(lambda: self._leg_status(key, user_id, leg_status, at))
+
+    def _answer(self, key: str, user_id: int, sid: str, at: datetime) -> None:
+        if offers.answer_leg(key, user_id, sid, at, confirmed=False).step is offers.LegStep.BRIDGE:
+            offers.bridge_formed(key, user_id, at)
 
     def ring_out(self, pick: int) -> None:
         groups = sorted({o.group_key for o in self._ringing_legs()})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
@@ -532,6 +532,21 @@ def test_a_phone_whose_answer_never_presses_1_is_a_missed_offer(
     assert [el.tag for el in root] == ["Hangup"]
     assert state_of(scene)[0] == "waiting"  # the caller never left their queue
     assert misses(user) == (1, 0, 0)
+
+
+def test_a_legs_end_reported_before_the_worker_recorded_the_leg_still_frees_the_caller(
+    client: FlaskClient, ctx: None, clock: ManualClock
+) -> None:
+    """Twilio may report a leg's end before the worker has stored its SID (or the worker died
+    between the create and the store): the callback's Direction says it is our own leg."""
+    scene = offered_scene(clock, [{}])
+    (user,) = scene.users
+    with db.transaction() as session:
+        session.execute(update(Offer).where(Offer.call_id == scene.call_id).values(leg_sid=None))
+    leg_post(client, scene, "leg", user, CallStatus="no-answer", Direction="outbound-api")
+    assert state_of(scene) == ("waiting", ["no_answer"], ["available"])  # not until the deadline
+    with db.transaction() as session:
+        assert session.scalar(select(Offer.leg_sid).where(Offer.call_id == scene.call_id)) == f"CA{user:032x}"
 
 
 def test_the_last_leg_ending_unanswered_leaves_the_caller_waiting_with_their_place(
