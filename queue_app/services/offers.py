@@ -193,9 +193,14 @@ def offer_plan(group_key: str) -> OfferPlan:
 # --- outcomes ------------------------------------------------------------------------------------
 
 
+def _of_user(offers: list[Offer], user_id: int | None) -> Offer | None:
+    """The offer of the group that rang this operator."""
+    return next((o for o in offers if o.user_id == user_id), None)
+
+
 def _find_offer(session: Session, offers: list[Offer], user_id: int | None, to: str | None) -> Offer | None:
     if user_id is not None:
-        return next((o for o in offers if o.user_id == user_id), None)
+        return _of_user(offers, user_id)
     if not to:
         return None
     for offer in offers:
@@ -374,7 +379,7 @@ def leg_created(group_key: str, user_id: int, leg_sid: str) -> None:
     """The worker created the operator's leg. Kept even if the offer ended meanwhile: then the leg
     is a stray one, and the worker's next round hangs it up."""
     with db.transaction() as session:
-        offer = next((o for o in _group(session, group_key) if o.user_id == user_id), None)
+        offer = _of_user(_group(session, group_key), user_id)
         if offer is not None and offer.leg_sid is None:
             offer.leg_sid = leg_sid
 
@@ -384,7 +389,7 @@ def leg_failed(group_key: str, user_id: int, now: datetime, reason: str) -> None
     with a miss; the caller waits on if nobody else rings for them."""
     with db.transaction() as session:
         offers = _group(session, group_key)
-        offer = next((o for o in offers if o.user_id == user_id), None)
+        offer = _of_user(offers, user_id)
         if offer is None or offer.state != OfferState.RINGING.value:
             return
         _end_offer(session, offer, OfferState.UNREACHABLE, now, count_miss=False)
@@ -401,7 +406,7 @@ def answer_leg(
     phone only once it pressed 1 (`confirmed`), since a voicemail answers too."""
     with db.transaction() as session:
         offers = _group(session, group_key)
-        offer = next((o for o in offers if o.user_id == user_id), None)
+        offer = _of_user(offers, user_id)
         if offer is None:
             log.info("leg answered for unknown offer group=%s user=%s", group_key, user_id)
             return LegAnswer(LegStep.GONE)
@@ -450,7 +455,7 @@ def bridge_formed(group_key: str, user_id: int | None, now: datetime, queue_sid:
     """The Queue url's request: the bridge forms. It also names the caller's Twilio queue, which a
     caller who hangs up while talking never reports otherwise (services/twilio_queues.py)."""
     with db.transaction() as session:
-        offer = next((o for o in _group(session, group_key) if o.user_id == user_id), None)
+        offer = _of_user(_group(session, group_key), user_id)
         if offer is None or offer.bridged_at is not None:
             return
         call = session.get(Call, offer.call_id)
@@ -504,7 +509,7 @@ def refuse_unconfirmed(group_key: str, user_id: int | None, now: datetime) -> No
     """A phone operator's leg ended its "press 1" without a 1 (a voicemail): a missed offer."""
     with db.transaction() as session:
         offers = _group(session, group_key)
-        offer = next((o for o in offers if o.user_id == user_id), None)
+        offer = _of_user(offers, user_id)
         if offer is not None and offer.state == OfferState.RINGING.value:
             _end_offer(session, offer, OfferState.NO_ANSWER, now)
             _after_last_leg(session, offers, now, "offer_missed")
@@ -521,16 +526,11 @@ def leg_bridge_ended(group_key: str, user_id: int | None, dial_status: str, now:
     began though the caller is still there for this operator (their queue was empty a moment): try
     again."""
     with db.transaction() as session:
-        offer = next((o for o in _group(session, group_key) if o.user_id == user_id), None)
+        offer = _of_user(_group(session, group_key), user_id)
         if offer is None or offer.state != OfferState.ACCEPTED.value:
             return False
         call = _lock_call(session, offer.call_id)
-        if (
-            dial_status != "completed"
-            and call is not None
-            and call.state == CallState.CONNECTED.value
-            and _latest_group(session, offer.call_id) == offer.group_key
-        ):
+        if dial_status != "completed" and call is not None and _still_ours(session, call, offer):
             return True
         _connection_over(session, offer, now)
         return False

@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from queue_app.extensions import db
-from queue_app.models import Queue
+from queue_app.models import Call, Prompt, Queue
+from queue_app.services import operators as operator_service
+from queue_app.sim import CallerScript, ClientDevice
 
 from ..factories import make_membership, make_number, make_org, make_queue, make_user
 
 NUMBER = "+46855501000"
+CALLER = "+46701234567"
+LONG_WELCOME = (
+    "Välkommen till Exempel AB. Samtalet kan komma att spelas in för att vi ska kunna förbättra vår "
+    "service. Vi öppnar klockan åtta och stänger klockan fem på vardagar."
+)
 
 
 @dataclass(frozen=True)
@@ -53,3 +62,30 @@ def operator_legs(emulator: Any, *identities: str) -> list[Any]:
     """The outbound calls that rang these operators' browsers (a queue offer's own legs)."""
     wanted = {f"client:{identity}" for identity in identities}
     return [c for c in emulator.calls if c.to in wanted and c.direction == "outbound-api"]
+
+
+def call_state(call_sid: str) -> str | None:
+    with db.transaction() as session:
+        return session.scalar(select(Call.state).where(Call.call_sid == call_sid))
+
+
+def answered_during_welcome(
+    app: Any, clock: Any, emulator: Any, incoming_number: Any
+) -> tuple[Switchboard, Any]:
+    """Anna's browser answers at once while the caller still hears a long welcome: her own leg is
+    taken (the call is connected) but waits for the caller to reach their queue (not yet bridged)."""
+    with app.app_context():
+        board = make_switchboard(("op_anna",))
+        with db.transaction() as session:
+            session.add(
+                Prompt(
+                    organisation_id=board.organisation_id, kind="welcome", language="sv", text=LONG_WELCOME
+                )
+            )
+        operator_service.log_in(board.operators["op_anna"], [board.queue_id], clock.now())
+    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=0))
+    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=None))
+    with app.app_context():
+        assert call.wait_until(lambda: call_state(call.sid) == "connected", timeout=60)
+    assert call.bridged_with is None
+    return board, call

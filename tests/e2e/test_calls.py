@@ -9,11 +9,11 @@ from sqlalchemy import select
 
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
-from queue_app.models import Call, MissedCall, Offer, OperatorStatus, Prompt
+from queue_app.models import Call, MissedCall, Offer, OperatorStatus
 from queue_app.services import operators, transfers
 from queue_app.sim import CallerScript, ClientDevice, Emulator, PhoneNumber
 
-from .scenario import make_switchboard, operator_legs, queue_settings
+from .scenario import answered_during_welcome, make_switchboard, operator_legs, queue_settings
 
 CALLER = "+46701234567"
 
@@ -119,20 +119,9 @@ def test_a_transfer_made_before_the_welcome_ended_hangs_up_the_operators_waiting
     than waiting on for a caller who will never come."""
     colleague = "+46701112233"
     emulator.register_number(colleague, PhoneNumber(mode="answer", answer_after=3))
+    board, call = answered_during_welcome(app, clock, emulator, incoming_number)
+    anna = board.operators["op_anna"]
     with app.app_context():
-        board = make_switchboard(("op_anna",))
-        anna = board.operators["op_anna"]
-        with db.transaction() as session:
-            text = "Välkommen till Exempel AB. " * 6
-            session.add(
-                Prompt(organisation_id=board.organisation_id, kind="welcome", language="sv", text=text)
-            )
-        operators.log_in(anna, [board.queue_id], clock.now())
-    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=0))
-    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=None))
-    with app.app_context():
-        assert call.wait_until(lambda: call_state(call.sid) == "connected", timeout=60)
-        assert call.bridged_with is None  # still in the welcome
         transfers.start_blind_transfer(call_row(call.sid).id, anna, colleague, clock.now())
     emulator.tick_now()
     emulator.advance(15)
@@ -156,20 +145,8 @@ def test_a_caller_who_hangs_up_before_the_operators_leg_reached_them_is_abandone
 ) -> None:
     """Anna's browser took the call during the welcome, but the caller hung up before it ended:
     they never talked to anyone. Counted as abandoned, on the missed-calls list, and Anna is free."""
-    with app.app_context():
-        board = make_switchboard(("op_anna",))
-        anna = board.operators["op_anna"]
-        with db.transaction() as session:
-            text = "Välkommen till Exempel AB. " * 6
-            session.add(
-                Prompt(organisation_id=board.organisation_id, kind="welcome", language="sv", text=text)
-            )
-        operators.log_in(anna, [board.queue_id], clock.now())
-    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=0))
-    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=None))
-    with app.app_context():
-        assert call.wait_until(lambda: call_state(call.sid) == "connected", timeout=60)
-    assert call.bridged_with is None
+    board, call = answered_during_welcome(app, clock, emulator, incoming_number)
+    anna = board.operators["op_anna"]
     call.hang_up()
     emulator.advance(10)
 
@@ -184,11 +161,6 @@ def test_a_caller_who_hangs_up_before_the_operators_leg_reached_them_is_abandone
                 "abandoned"
             ]
     assert emulator.errors == []
-
-
-def call_state(call_sid: str) -> str | None:
-    with db.transaction() as session:
-        return session.scalar(select(Call.state).where(Call.call_sid == call_sid))
 
 
 def test_a_missed_ring_leaves_the_caller_where_they_were_hearing_the_queue(

@@ -16,14 +16,14 @@ from sqlalchemy import select
 
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
-from queue_app.models import Call, OperatorStatus, Prompt, Transfer
+from queue_app.models import Call, OperatorStatus, Transfer
 from queue_app.services import consult, offers, operators
 from queue_app.sim import CallerScript, ClientDevice, Emulator, PhoneNumber
 from queue_app.sim.emulator import CallHandle
 from queue_app.sim.transport import ConnectFailure, FormData, Transport, WebhookResponse
 from queue_app.telephony.rest import TwilioRest
 
-from .scenario import make_switchboard
+from .scenario import answered_during_welcome, make_switchboard
 
 CALLER = "+46701234567"
 COLLEAGUE = "+46701112233"
@@ -623,12 +623,6 @@ def test_the_recall_survives_duplicated_and_late_callbacks(
         app.extensions.pop("koe_emulator", None)
 
 
-LONG_WELCOME = (
-    "Välkommen till Exempel AB. Samtalet kan komma att spelas in för att vi ska kunna förbättra vår "
-    "service. Vi öppnar klockan åtta och stänger klockan fem på vardagar."
-)
-
-
 def test_a_consult_begun_before_the_welcome_ended_waits_for_the_bridge_then_holds_the_caller(
     app: Flask, clock: ManualClock, emulator: Emulator, incoming_number: Callable[[str], str]
 ) -> None:
@@ -636,21 +630,9 @@ def test_a_consult_begun_before_the_welcome_ended_waits_for_the_bridge_then_hold
     to reach their queue. A consult she starts at once must not move her leg before the bridge has
     formed (the caller would be left in their queue): it begins when the bridge does."""
     emulator.register_number(COLLEAGUE, PhoneNumber(mode="answer", answer_after=4))
+    board, call = answered_during_welcome(app, clock, emulator, incoming_number)
+    anna = board.operators["op_anna"]
     with app.app_context():
-        board = make_switchboard(("op_anna",))
-        anna = board.operators["op_anna"]
-        with db.transaction() as session:
-            session.add(
-                Prompt(
-                    organisation_id=board.organisation_id, kind="welcome", language="sv", text=LONG_WELCOME
-                )
-            )
-        operators.log_in(anna, [board.queue_id], clock.now())
-    emulator.register_client("op_anna", ClientDevice(mode="answer", answer_after=0))
-    call = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=None))
-    with app.app_context():
-        assert call.wait_until(lambda: call_state(call.sid) == "connected", timeout=60)
-        assert call.bridged_with is None  # answered during the welcome
         consult.start_consult(call_row(call.sid).id, anna, COLLEAGUE, clock.now())
     emulator.tick_now()
     assert the_transfer_in(app).state == "dialing"
@@ -666,11 +648,6 @@ def test_a_consult_begun_before_the_welcome_ended_waits_for_the_bridge_then_hold
         "colleague-1",
     }
     assert emulator.errors == []
-
-
-def call_state(call_sid: str) -> str | None:
-    with db.transaction() as session:
-        return session.scalar(select(Call.state).where(Call.call_sid == call_sid))
 
 
 def the_transfer_in(app: Flask) -> Transfer:
