@@ -601,3 +601,12 @@ def test_an_unknown_offer_hangs_up_the_operators_leg(
     root = post(client, "/twilio/offer/no-such-group/answer?operator=1", scene.call_sid)
     assert [el.tag for el in root] == ["Hangup"]
     assert state_of(scene)[0] == "offered"
+    # The Queue url of an unknown group (or with no operator): nothing is said, nothing changes.
+    for path in (
+        "/twilio/offer/no-such-group/bridged?operator=1",
+        f"/twilio/offer/{scene.group_key}/bridged",
+    ):
+        assert list(post(client, path, scene.call_sid, QueueSid="QU" + "2" * 32)) == []
+    with db.transaction() as session:
+        assert session.scalars(select(Offer.bridged_at).where(Offer.call_id == scene.call_id)).all() == [None]
+        assert session.get_one(Call, scene.call_id).twilio_queue_sid is None
