@@ -56,6 +56,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     register_blueprints(app)
     register_cli(app)
+    from .web import wait_lane
+
+    wait_lane.install(app)
     return app
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -23,24 +23,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def public_url(req: Request) -> str:
-    """The URL as Twilio requested it: public origin + the raw path and query, byte-exact.
+    """The URL as Twilio requested it: public origin + the raw path and query, byte-exact."""
+    return public_url_of(req.environ, current_app.config["PUBLIC_BASE_URL"])
 
-    The path comes from the server's raw request line where it keeps one (gunicorn's RAW_URI,
-    REQUEST_URI), the query always from QUERY_STRING: not every server puts the query in the former.
-    """
-    raw = req.environ.get("RAW_URI") or req.environ.get("REQUEST_URI")
-    path = raw.split("?", 1)[0] if raw else quote(req.script_root + req.path, safe="/%:@!$&'()*+,;=-._~")
-    query = req.environ.get("QUERY_STRING", "")
-    return current_app.config["PUBLIC_BASE_URL"] + path + (f"?{query}" if query else "")
+
+def public_url_of(environ: Mapping[str, Any], base_url: str) -> str:
+    """`public_url` from a WSGI environ. The path comes from the server's raw request line where it
+    keeps one (gunicorn's RAW_URI, REQUEST_URI), the query always from QUERY_STRING: not every
+    server puts the query in the former."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        path = raw.split("?", 1)[0]
+    else:
+        script_path = environ.get("SCRIPT_NAME", "").rstrip("/") + (environ.get("PATH_INFO") or "/")
+        path = quote(script_path.encode("latin-1").decode("utf-8", "replace"), safe="/%:@!$&'()*+,;=-._~")
+    query = environ.get("QUERY_STRING", "")
+    return base_url + path + (f"?{query}" if query else "")
 
 
 def signature_is_valid(req: Request, auth_token: str) -> bool:
-    signature = req.headers.get("X-Twilio-Signature", "")
+    params: Any = req.form if req.method == "POST" else {}
+    return signature_matches(public_url(req), params, req.headers.get("X-Twilio-Signature", ""), auth_token)
+
+
+def signature_matches(url: str, params: Mapping[str, str], signature: str, auth_token: str) -> bool:
+    """Whether `signature` is Twilio's for this URL and these POST parameters (empty for a GET)."""
     if not signature:
         return False
-    params: Any = req.form if req.method == "POST" else {}
     validator = RequestValidator(auth_token)
-    url = public_url(req)
     # The URL as configured is one of the two `validate` tries (with and without the port), so a
     # match here is a match there, at half the cost on the waitUrl; anything else gets the full check.
     if hmac.compare_digest(validator.compute_signature(url, params), signature):

@@ -1,5 +1,6 @@
 """Twilio's webhooks for the caller's leg: parse the form, call one service, answer TwiML.
 
+The waitUrl (`/twilio/wait`) has a lane of its own in front of Flask: `wait_lane.py`.
 Every POST here carries a valid `X-Twilio-Signature` (`twilio_signed`), writes one structured log
 line (`webhook_log`) and never makes an outbound HTTP call. The URL paths are a contract with
 Twilio's console, the dispatcher (which redirects callers back to /twilio/enqueue) and the emulator.
@@ -19,6 +20,7 @@ from ..services import calls, closing, consult, dispatch, offers, twilio_queues
 from ..services.consult import CALLER
 from ..telephony import twiml
 from ..telephony.signatures import twilio_signed
+from . import wait_lane
 from .consult_hooks import conference_seat
 
 bp = Blueprint("voice", __name__)
@@ -38,10 +40,7 @@ def _base() -> str:
 
 
 def _queue_facts() -> calls.QueueFactsCache:
-    cache = current_app.extensions.get("koe.queue_facts")
-    if cache is None:
-        cache = current_app.extensions.setdefault("koe.queue_facts", calls.QueueFactsCache())
-    return cache  # type: ignore[no-any-return]
+    return wait_lane.queue_facts(current_app)  # type: ignore[arg-type]
 
 
 @bp.before_request
@@ -120,22 +119,6 @@ def incoming_call() -> Response:
 def enqueue_again() -> Response:
     arrival = calls.return_to_queue(request.form.get("CallSid", ""), get_clock().now())
     return twiml_response(_arrival_twiml(arrival))
-
-
-@bp.post("/twilio/wait")
-@twilio_signed
-def wait() -> Response:
-    # Read the clock once: position, estimate and what is due must describe the same instant.
-    answer = calls.next_wait(request.form.get("CallSid", ""), get_clock().now(), _queue_facts())
-    if answer.gone:
-        webhook_log.outcome("gone")
-        return twiml_response(twiml.say_and_hang_up(_base(), answer.say))
-    if answer.leave:
-        webhook_log.outcome("leave")
-        return twiml_response(twiml.say_and_leave(_base(), answer.say))
-    webhook_log.outcome("announced" if answer.say else "music")
-    listen = _url("/twilio/options") if answer.listen else None
-    return twiml_response(twiml.wait(_base(), answer.say, answer.music, answer.music_seconds, listen))
 
 
 @bp.post("/twilio/options")
