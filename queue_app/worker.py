@@ -188,6 +188,23 @@ def delete_spent_queues(rest: TwilioRest | None = None) -> int:
     return len(queues) - len(done)
 
 
+def delete_leaked_queues(now: datetime, rest: TwilioRest | None = None) -> int:
+    """Delete our callers' queues whose SID never reached us (`twilio_queues.leaked`), found in
+    Twilio's list of the account's queues; returns how many were deleted."""
+    rest = rest or TwilioRest.from_app()
+    try:
+        listed = list(rest.queues())
+    except Exception as exc:  # Twilio unreachable: the next sweep tries again
+        log.warning("could not list the Twilio queues: %s", exc)
+        return 0
+    with db.reading() as session:
+        sids = twilio_queues.leaked(session, listed, now)
+    done = _clean_up(list(enumerate(sids)), rest.delete_queue, "delete the leaked queue")
+    if done:
+        log.info("deleted %d leaked Twilio queues", len(done))
+    return len(done)
+
+
 def _clean_up(items: list[tuple[int, str]], act: Callable[[str], None], what: str) -> list[int]:
     """`act` on each Twilio resource; the ids of those done, or already gone (Twilio's 404, or a
     call no longer in progress). A failure is logged and left for the next round."""
@@ -260,6 +277,8 @@ def _listen_url() -> str | None:
 
 ROUND_JOB = "koe-round"
 SWEEP_JOB = "koe-sweep"
+LEAKED_QUEUES_JOB = "koe-leaked-queues"
+LEAKED_QUEUES_EVERY = timedelta(hours=1)
 
 
 @dataclass
@@ -303,11 +322,22 @@ def run_forever(
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     scheduler = BackgroundScheduler(
         timezone=UTC,
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        # Housekeeping that may take a while (paging through Twilio) has a thread of its own, so
+        # it never delays a round.
+        executors={"default": ThreadPoolExecutor(max_workers=1), "housekeeping": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     loop = _Loop(app, scheduler, stop, max_rounds)
     scheduler.add_job(_round, "interval", seconds=interval, args=[loop], id=SWEEP_JOB)
+    scheduler.add_job(
+        _delete_leaked_queues,
+        "interval",
+        seconds=LEAKED_QUEUES_EVERY.total_seconds(),
+        next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+        args=[loop],
+        id=LEAKED_QUEUES_JOB,
+        executor="housekeeping",
+    )
     scheduler.start()
     log.info("worker started (sweep every %.1fs)", interval)
     try:
@@ -320,6 +350,16 @@ def run_forever(
         stop.set()  # ends the LISTEN thread too
         scheduler.shutdown(wait=True)  # lets a running round finish
     log.info("worker stopped")
+
+
+def _delete_leaked_queues(loop: _Loop) -> None:
+    if loop.stop.is_set():
+        return
+    with loop.app.app_context():
+        try:
+            delete_leaked_queues(get_clock().now())
+        except Exception:  # a job that raises is only logged by APScheduler, at ERROR, which we mute
+            log.exception("the sweep of leaked Twilio queues failed")
 
 
 def _wake_now(loop: _Loop) -> None:

@@ -5,9 +5,16 @@ one queue per call would pile up by the thousand. The Enqueue action tells the q
 (`remember`); once the call has ended the worker deletes the queue (`spent`, then `deleted`).
 A caller who comes back to the queue (a recall, a consult's return) joins the same queue again: it
 is deleted only when the call is over.
+
+When neither the Enqueue action nor the bridge's Queue url reached us (the app was down, the request
+failed), we never learn the SID: `leaked` finds such queues in Twilio's list by their name.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from sqlalchemy import Exists, Select, select, update
 from sqlalchemy.orm import Session
@@ -15,6 +22,7 @@ from sqlalchemy.orm import Session
 from ..domain.states import FINAL_CALL_STATES
 from ..extensions import db
 from ..models import Call
+from ..telephony.rest import ListedQueue
 
 _FINAL = tuple(state.value for state in FINAL_CALL_STATES)
 
@@ -59,3 +67,27 @@ def deleted(call_ids: list[int]) -> None:
             .values(twilio_queue_sid=None)
             .execution_options(synchronize_session=False)
         )
+
+
+CALLER_QUEUE = re.compile(r"koe-caller-(\d+)")  # telephony/twiml.py `queue_name`
+# Younger queues may still have their action on the way (Twilio retries a failed webhook).
+LEAK_AGE = timedelta(hours=1)
+_IDS_PER_READ = 500
+
+
+def leaked(session: Session, listed: Iterable[ListedQueue], now: datetime) -> list[str]:
+    """The SIDs of our callers' queues that nothing else will delete: empty, at least LEAK_AGE old,
+    and their call over. A name whose call we do not know is left alone: it may be another
+    deployment's on the same Twilio account."""
+    candidates: dict[int, str] = {}
+    for queue in listed:
+        match = CALLER_QUEUE.fullmatch(queue.friendly_name)
+        old = queue.date_created is not None and now - queue.date_created >= LEAK_AGE
+        if match and old and queue.current_size == 0:
+            candidates[int(match[1])] = queue.sid
+    ids = sorted(candidates)
+    over: set[int] = set()
+    for start in range(0, len(ids), _IDS_PER_READ):
+        chunk = ids[start : start + _IDS_PER_READ]
+        over.update(session.scalars(select(Call.id).where(Call.id.in_(chunk), Call.state.in_(_FINAL))))
+    return [candidates[call_id] for call_id in ids if call_id in over]

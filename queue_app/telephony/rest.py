@@ -10,7 +10,9 @@ Only the worker calls these, after its transaction has committed: never a webhoo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -28,6 +30,17 @@ def twilio_client(config: Any = None, http_client: Any = None) -> Client:
     if base and base != TWILIO_API_BASE_DEFAULT:
         client.api.base_url = base
     return client
+
+
+QUEUE_PAGE_SIZE = 1000  # Twilio's largest page
+
+
+@dataclass(frozen=True, slots=True)
+class ListedQueue:
+    sid: str
+    friendly_name: str
+    current_size: int
+    date_created: datetime | None
 
 
 @dataclass
@@ -49,6 +62,13 @@ class TwilioRest:
 
     def delete_queue(self, queue_sid: str) -> None:
         self.client.queues(queue_sid).delete()
+
+    def queues(self) -> Iterator[ListedQueue]:
+        """Every queue of the account, page by page (Twilio pages by date created)."""
+        for queue in self.client.queues.stream(page_size=QUEUE_PAGE_SIZE):
+            yield ListedQueue(
+                queue.sid, queue.friendly_name or "", int(queue.current_size or 0), queue.date_created
+            )
 
     def create_call(
         self, to: str, from_: str, url: str, status_callback: str | None = None, timeout: int = 30

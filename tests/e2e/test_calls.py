@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from queue_app import worker
 from queue_app.clock import ManualClock
 from queue_app.extensions import db
 from queue_app.models import Call, MissedCall, Offer, OperatorStatus
-from queue_app.services import operators, transfers
+from queue_app.services import operators, transfers, twilio_queues
 from queue_app.sim import CallerScript, ClientDevice, Emulator, PhoneNumber
 
 from .scenario import answered_during_welcome, make_switchboard, operator_legs, queue_settings
@@ -386,3 +388,32 @@ def test_it_reports_broken_twiml_from_the_app_as_twilio_would(app: Flask, emulat
     assert [e.code for e in emulator.errors] == [12100]
     assert call.heard_text_contains("application error")
     assert call.status == "completed"
+
+
+def test_a_callers_queue_whose_sid_never_reached_us_is_found_by_name_and_deleted(
+    app: Flask,
+    clock: ManualClock,
+    emulator: Emulator,
+    incoming_number: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Enqueue action carries the QueueSid; when it never reaches us, the hourly sweep finds
+    the queue in Twilio's list by its name and deletes it once it is an hour old."""
+    monkeypatch.setattr(twilio_queues, "remember", lambda _call_sid, _queue_sid: None)  # lost on the way
+    with app.app_context():
+        board = make_switchboard(("op_anna",))
+    gave_up = emulator.place_call(CALLER, incoming_number(board.number), CallerScript(patience=8))
+    emulator.advance(60)
+    assert gave_up.status == "completed"
+    with app.app_context():
+        name = f"koe-caller-{call_row(gave_up.sid).id}"
+        assert call_row(gave_up.sid).twilio_queue_sid is None
+    assert emulator.queue_by_name(name) is not None, "nothing knew its SID"
+
+    with app.app_context():
+        assert worker.delete_leaked_queues(clock.now()) == 0  # too young: its action may yet come
+    emulator.advance(3600)
+    with app.app_context():
+        assert worker.delete_leaked_queues(clock.now()) == 1
+    assert emulator.queue_by_name(name) is None
+    assert emulator.errors == []

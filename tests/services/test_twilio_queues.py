@@ -1,10 +1,11 @@
 """Each caller's own Twilio queue is deleted once the call has ended (services/twilio_queues.py,
-worker.delete_spent_queues); Twilio's REST port is faked at the boundary."""
+worker.delete_spent_queues), and one whose SID never reached us is found by its name
+(worker.delete_leaked_queues); Twilio's REST port is faked at the boundary."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -16,6 +17,7 @@ from queue_app.clock import ManualClock
 from queue_app.extensions import db
 from queue_app.models import Call
 from queue_app.services import agenda, twilio_queues
+from queue_app.telephony.rest import ListedQueue
 
 from ..factories import make_org, make_queue
 from .test_dispatch import make_call
@@ -94,3 +96,66 @@ def test_nothing_is_remembered_without_a_call_or_a_queue(ctx: None, clock: Manua
     twilio_queues.remember("", "QU1")
     twilio_queues.remember("CAunknown", "QU1")
     assert kept_queues() == {sid: None}
+
+
+# --- queues whose SID never reached us ---------------------------------------------------------
+
+
+class ListingRest(QueueRest):
+    """Also lists the account's queues, as Twilio's `GET /Queues.json` would."""
+
+    def __init__(self, listed: list[ListedQueue], failing: dict[str, Exception] | None = None) -> None:
+        super().__init__(failing)
+        self.listed = listed
+
+    def queues(self) -> Iterator[ListedQueue]:
+        yield from self.listed
+
+
+def call_ids(now: datetime, *states: str) -> list[int]:
+    with db.transaction() as session:
+        queue = make_queue(session, make_org(session))
+        return [make_call(session, queue, now, state=state).id for state in states]
+
+
+def test_a_leaked_queue_is_deleted_once_its_call_is_over_and_it_is_old_and_empty(
+    ctx: None, clock: ManualClock
+) -> None:
+    now = clock.now()
+    over, waiting, busy, young = call_ids(now, "completed", "waiting", "abandoned", "completed")
+    old = now - twilio_queues.LEAK_AGE
+    listed = [
+        ListedQueue("QUover", f"koe-caller-{over}", 0, old),
+        ListedQueue("QUwaiting", f"koe-caller-{waiting}", 0, old),  # bridged now: empty, not over
+        ListedQueue("QUbusy", f"koe-caller-{busy}", 1, old),  # someone is still in it
+        ListedQueue("QUyoung", f"koe-caller-{young}", 0, now - timedelta(minutes=59)),
+        ListedQueue("QUstranger", f"koe-caller-{young + 1000}", 0, old),  # another deployment's?
+        ListedQueue("QUnamed", "support", 0, old),
+        ListedQueue("QUsuffix", f"koe-caller-{over}-x", 0, old),
+        ListedQueue("QUundated", f"koe-caller-{over}", 0, None),
+    ]
+    rest = ListingRest(listed)
+    assert worker.delete_leaked_queues(now, rest) == 1  # type: ignore[arg-type]
+    assert rest.deleted == ["QUover"]
+
+
+def test_a_leaked_queue_twilio_no_longer_has_counts_as_done_and_a_failed_list_deletes_nothing(
+    ctx: None, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = clock.now()
+    first, second = call_ids(now, "completed", "completed")
+    old = now - twilio_queues.LEAK_AGE
+    listed = [
+        ListedQueue("QU1", f"koe-caller-{first}", 0, old),
+        ListedQueue("QU2", f"koe-caller-{second}", 0, old),
+    ]
+    rest = ListingRest(listed, {"QU1": TwilioRestException(404, "http://x", "Not found", code=20404)})
+    assert worker.delete_leaked_queues(now, rest) == 2  # type: ignore[arg-type]
+    assert rest.deleted == ["QU2"]
+
+    class Unreachable(ListingRest):
+        def queues(self) -> Iterator[ListedQueue]:
+            raise ConnectionError("api.twilio.com unreachable")
+
+    assert worker.delete_leaked_queues(now, Unreachable(listed)) == 0  # type: ignore[arg-type]
+    assert "could not list the Twilio queues" in caplog.text
