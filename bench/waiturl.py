@@ -15,6 +15,10 @@ What it does, all on this machine:
    caller fetches again when its ~25 s document ends, so N/25 a second), then at the 500/s target;
 4. measures each endpoint's ceiling with the same open-loop generator at rising rates (the highest
    rate served with no errors and p99 under 50 ms; steps of 25%, then of 8% above the last rate held).
+   Fetched that fast, a caller has mostly heard what was due, so most fetches are music only: the
+   waitUrl's ceiling is measured again with the queue's intervals at 1 s, where every fetch says the
+   periodic message, the position and the expected wait (the worst case; in a real queue about
+   half the fetches announce, as the documents last until the next announcement is due).
 Prints a table (and JSON with --json): requests/s, p50/p99 latency and errors per phase, and from the
 app's own log lines the mix of outcomes (announced, music) with their server-side median times.
 The load generator is `bench/loadgen.c`, built with the system gcc at run time (a tenth to half a
@@ -121,6 +125,11 @@ def seed(callers: int, operators: int) -> list[str]:
             queue = _insert_queue(cur, org_id, now)
             _insert_operators(cur, org_id, queue[0], operators, now)
         queue_id = queue[0]
+        cur.execute(  # as `_insert_queue` made it, in case an earlier N's worst case changed it
+            "UPDATE queues SET announce_interval_seconds = %(s)s, periodic_interval_seconds = %(s)s"
+            " WHERE id = %(id)s",
+            {"s": ANNOUNCE_INTERVAL_SECONDS, "id": queue_id},
+        )
         naive = now.replace(tzinfo=None)
         with cur.copy(
             "COPY calls (organisation_id, queue_id, call_sid, from_number, to_number, state, priority,"
@@ -166,10 +175,10 @@ def _insert_queue(cur: Any, org_id: int, now: datetime) -> Any:
         "welcome_enabled": True,
         "first_message_enabled": True,
         "periodic_message_enabled": True,
-        "periodic_interval_seconds": 60,
+        "periodic_interval_seconds": ANNOUNCE_INTERVAL_SECONDS,
         "announce_position": True,
         "announce_expected_wait": True,
-        "announce_interval_seconds": 60,
+        "announce_interval_seconds": ANNOUNCE_INTERVAL_SECONDS,
         "closed_action": "hangup",
         "closing_while_waiting": "serve",
         "overflow_action": "busy",
@@ -242,11 +251,21 @@ def signed_requests(sids: list[str], port: int) -> list[Request]:
     return requests
 
 
-def outcome_mix(log_path: Path) -> dict[str, dict[str, float]]:
-    """From the app's webhook log lines: how many fetches announced or played music, and the
-    server-side milliseconds of each (the loadgen's latency adds the machine's queueing)."""
+def announce_on_every_fetch() -> None:
+    """The worst case for the waitUrl: every status and periodic announcement due on each fetch."""
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        conn.execute("UPDATE queues SET announce_interval_seconds = 1, periodic_interval_seconds = 1")
+
+
+def outcome_mix(log_path: Path, start: int = 0, end: int | None = None) -> dict[str, dict[str, float]]:
+    """From the app's webhook log lines (bytes `start` to `end` of the log): how many fetches
+    announced or played music, and the server-side milliseconds of each (the loadgen's latency adds
+    the machine's queueing)."""
     seen: dict[str, list[float]] = {}
-    for match in re.finditer(r"outcome=(\w+) status=\d+ ms=([\d.]+)", log_path.read_text()):
+    with log_path.open("rb") as log:
+        log.seek(start)
+        text = log.read(None if end is None else end - start).decode("utf-8", "replace")
+    for match in re.finditer(r"outcome=(\w+) status=\d+ ms=([\d.]+)", text):
         seen.setdefault(match[1], []).append(float(match[2]))
     return {
         outcome: {"count": len(ms), "median_ms": round(sorted(ms)[len(ms) // 2], 2)}
@@ -382,9 +401,14 @@ def main() -> None:
                 phase(f"{n} callers at {args.target:.0f}/s", app_port, requests, args.target, args.duration)
             )
             rows.append(ceiling(f"waitUrl, {n} callers", app_port, requests, args.duration / 2, 400))
-        mix = outcome_mix(log_path)
-        rows.append({"phase": f"{n} callers, server side", "outcomes": mix})
-        print(f"{n} callers, server side: {mix}", flush=True)
+            steady = log_path.stat().st_size
+            announce_on_every_fetch()
+            name = f"waitUrl, {n} callers, all announcing"
+            rows.append(ceiling(name, app_port, requests, args.duration / 2, 200))
+        for label, start, end in (("", 0, steady), (", all announcing", steady, None)):
+            mix = outcome_mix(log_path, start, end)
+            rows.append({"phase": f"{n} callers{label}, server side", "outcomes": mix})
+            print(f"{n} callers{label}, server side: {mix}", flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
 
