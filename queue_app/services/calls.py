@@ -751,14 +751,21 @@ class QueueFactsCache:
 
     def line(self, queue_id: int, now: datetime, load: Callable[[], list[LineKey]]) -> list[LineKey]:
         """The queue's whole line, sorted, reloaded when older than LINE_TTL."""
-        with self._lock:
-            cached = self._lines.get(queue_id)
-        if cached is not None and timedelta(0) <= now - cached[0] < LINE_TTL:
-            return cached[1]
+        cached = self.fresh_line(queue_id, now)
+        if cached is not None:
+            return cached
         line = load()
         with self._lock:
             self._lines[queue_id] = (now, line)
         return line
+
+    def fresh_line(self, queue_id: int, now: datetime) -> list[LineKey] | None:
+        """The snapshot of the queue's line if one younger than LINE_TTL is here, else None."""
+        with self._lock:
+            cached = self._lines.get(queue_id)
+        if cached is not None and timedelta(0) <= now - cached[0] < LINE_TTL:
+            return cached[1]
+        return None
 
     def clear(self) -> None:
         with self._lock:
@@ -849,6 +856,7 @@ ORDER BY priority DESC, entered_queue_at, id
 _QUEUE_HEAD = text(_QUEUE_LINE + "LIMIT :limit").columns(entered_queue_at=UTCDateTime())
 _WHOLE_LINE = text(_QUEUE_LINE).columns(entered_queue_at=UTCDateTime())
 EXACT_POSITIONS = 50
+SNAPSHOT_TRUSTED_FROM = 2 * EXACT_POSITIONS  # 0-based place in the snapshot
 _WAIT_WRITE = text(
     "UPDATE calls SET announcement_state = :state,"
     " first_estimate_seconds = COALESCE(first_estimate_seconds, :estimate) WHERE id = :id"
@@ -913,8 +921,19 @@ def _position(
     cache: QueueFactsCache | None,
 ) -> int:
     """Exact within the first EXACT_POSITIONS places; deeper, from this process's snapshot of the line
-    (at most LINE_TTL old), so no fetch counts thousands of rows for "you are number 4,987"."""
+    (at most LINE_TTL old), so no fetch counts thousands of rows for "you are number 4,987".
+
+    A caller the fresh snapshot places beyond SNAPSHOT_TRUSTED_FROM, under the key they still have,
+    is placed by it without reading the head: EXACT_POSITIONS callers would have to leave ahead of
+    them within LINE_TTL for them to belong at the head. A caller whose key is not in the snapshot
+    (they joined or their priority changed since) is placed by the exact read first.
+    """
     mine = _line_key(row["priority"], entered, row["id"])
+    snapshot = cache.fresh_line(row["queue_id"], now) if cache is not None else None
+    if snapshot is not None:
+        at = bisect_left(snapshot, mine)
+        if at >= SNAPSHOT_TRUSTED_FROM and at < len(snapshot) and snapshot[at] == mine:
+            return at + 1
     head = hot_rows(connection, _QUEUE_HEAD, {"queue_id": row["queue_id"], "limit": EXACT_POSITIONS})
     ahead = sum(1 for p, e, i in head if _line_key(p, e, i) < mine)
     if ahead < EXACT_POSITIONS:

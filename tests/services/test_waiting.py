@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import text, update
+from sqlalchemy import event, text, update
 
 from queue_app.clock import ManualClock
 from queue_app.domain import prompts_text
 from queue_app.extensions import db
 from queue_app.models import Call
 from queue_app.services import calls
-from queue_app.services.calls import EXACT_POSITIONS, LINE_TTL, QueueFactsCache
+from queue_app.services.calls import EXACT_POSITIONS, LINE_TTL, SNAPSHOT_TRUSTED_FROM, QueueFactsCache
 
 from ..factories import make_org, make_queue
 
@@ -135,3 +135,48 @@ def test_it_survives_a_connection_the_server_dropped(
         )
 
     assert heard_position(app, sids[1], clock, cache) == 2
+
+
+def statements_of(app: Flask, sid: str, clock: ManualClock, cache: QueueFactsCache) -> list[str]:
+    """The SQL one forced announcement to `sid` sends (SQLite: the hot path goes through SQLAlchemy)."""
+    sent: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement)
+
+    with app.app_context():
+        if db.dialect != "sqlite":
+            pytest.skip("on PostgreSQL the hot path talks to psycopg directly, unseen by SQLAlchemy's events")
+        engine = db.hot_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            heard_position(app, sid, clock, cache)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    return sent
+
+
+def test_a_caller_the_fresh_snapshot_places_deep_is_placed_without_reading_the_head(
+    app: Flask, clock: ManualClock
+) -> None:
+    sids = line_up(app, clock, SNAPSHOT_TRUSTED_FROM + 30)
+    cache = QueueFactsCache()
+    assert heard_position(app, sids[-1], clock, cache) == SNAPSHOT_TRUSTED_FROM + 30  # loads the snapshot
+
+    deep = statements_of(app, sids[SNAPSHOT_TRUSTED_FROM + 5], clock, cache)
+    assert not any("LIMIT" in sql for sql in deep), "no read of the head for a caller 106th in line"
+    near = statements_of(app, sids[SNAPSHOT_TRUSTED_FROM - 5], clock, cache)
+    assert any("LIMIT" in sql for sql in near), "the 96th may belong at the head soon: read exactly"
+
+
+def test_a_caller_whose_priority_rose_since_the_snapshot_is_placed_exactly(
+    app: Flask, clock: ManualClock
+) -> None:
+    sids = line_up(app, clock, SNAPSHOT_TRUSTED_FROM + 30)
+    cache = QueueFactsCache()
+    assert heard_position(app, sids[-1], clock, cache) == SNAPSHOT_TRUSTED_FROM + 30
+    with app.app_context(), db.transaction() as session:
+        session.execute(update(Call).where(Call.call_sid == sids[-1]).values(priority=5))
+
+    assert heard_position(app, sids[-1], clock, cache) == 1, "the snapshot has them at their old place"
+    assert heard_position(app, sids[-2], clock, cache) == SNAPSHOT_TRUSTED_FROM + 29
