@@ -105,7 +105,10 @@ SERVING_OPERATOR_STATES = (
     OperatorState.WRAP_UP.value,
 )
 QUEUE_FACTS_TTL = timedelta(seconds=30)
-LINE_TTL = timedelta(seconds=2)
+# Loading a 10,000-caller line takes its process ~17 ms, during which it answers no waitUrl fetch:
+# every 5 s keeps such pauses under the 99th percentile of fetches (bench/waiturl.py), and five
+# seconds is nothing beside a position that deep.
+LINE_TTL = timedelta(seconds=5)
 LineKey = tuple[int, datetime, int]  # a place in a queue's line (see _line_key)
 
 
