@@ -6,7 +6,7 @@ machinery and the app-wide hooks (CSRF, log-in, sessions, Flask-Login's cookie) 
 needs cost about as much CPU as the answer itself. Here it keeps what every webhook has: the
 signature check (`signatures.signature_matches`), one log line (`webhook_log.write`), an apology
 with a 200 instead of an error page, and one call into the service (`calls.next_wait`).
-Every other request, and any other method on this path, goes on to Flask unchanged.
+Any other method on this path gets 405; every other request goes on to Flask unchanged.
 """
 
 from __future__ import annotations
