@@ -14,7 +14,9 @@ What it does, all on this machine:
 3. for each N: sends signed waitUrl requests open-loop at the rate Twilio would make them (each
    caller fetches again when its ~25 s document ends, so N/25 a second), then at the 500/s target;
 4. measures each endpoint's ceiling with the same open-loop generator at rising rates (the highest
-   rate served with no errors and p99 under 50 ms; steps of 25%, then of 8% above the last rate held).
+   rate served with no errors and p99 under 50 ms; steps of 25%, then of 8% above the last rate held),
+   bare Flask's again for each N just before the waitUrl's, and reports each waitUrl ceiling as a
+   share of that one (`share_of_bare`): this machine's speed drifts within minutes.
    Fetched that fast, a caller has mostly heard what was due, so most fetches are music only: the
    waitUrl's ceiling is measured again with the queue's intervals at 1 s, where every fetch says the
    periodic message, the position and the expected wait (the worst case; in a real queue about
@@ -378,39 +380,52 @@ def main() -> None:
         "LOG_LEVEL": "INFO",
     }
     rows: list[dict[str, Any]] = []
+    bare = [Request("/twiml", b"CallSid=CA1", ())]
     with gunicorn("bench.bare_app:app", bare_port, os.environ | {}, out / "bare.log", args.workers):
-        bare = [Request("/twiml", b"CallSid=CA1", ())]
         phase("warm-up bare", bare_port, bare, 100, 2)
-        rows.append(ceiling("bare Flask", bare_port, bare, args.duration / 2, 400))
-    for n in args.callers:
-        sids = seed(n, args.operators)
-        log_path = out / f"app-{n}.log"
-        with gunicorn("app:app", app_port, env, log_path, args.workers):
-            requests = signed_requests(sids, app_port)
-            phase(f"warm-up {n}", app_port, requests, 100, 3)
-            rows.append(
-                phase(
-                    f"{n} callers at Twilio's rate",
-                    app_port,
-                    requests,
-                    n / TWILIO_DOCUMENT_SECONDS,
-                    args.duration,
-                )
-            )
-            rows.append(
-                phase(f"{n} callers at {args.target:.0f}/s", app_port, requests, args.target, args.duration)
-            )
-            rows.append(ceiling(f"waitUrl, {n} callers", app_port, requests, args.duration / 2, 400))
-            steady = log_path.stat().st_size
-            announce_on_every_fetch()
-            name = f"waitUrl, {n} callers, all announcing"
-            rows.append(ceiling(name, app_port, requests, args.duration / 2, 200))
-        for label, start, end in (("", 0, steady), (", all announcing", steady, None)):
-            mix = outcome_mix(log_path, start, end)
-            rows.append({"phase": f"{n} callers{label}, server side", "outcomes": mix})
-            print(f"{n} callers{label}, server side: {mix}", flush=True)
+        for n in args.callers:
+            rows += measure_callers(n, args, env, app_port, (bare_port, bare), out / f"app-{n}.log")
     if args.json:
         print(json.dumps(rows, indent=2))
+
+
+def measure_callers(
+    n: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    app_port: int,
+    bare: tuple[int, list[Request]],
+    log_path: Path,
+) -> list[dict[str, Any]]:
+    """The phases for `n` waiting callers. Bare Flask's ceiling is measured again just before the
+    waitUrl's, and each waitUrl ceiling is reported as a share of it: this machine's speed drifts
+    within minutes, so only ceilings measured close together make a fair ratio."""
+    rows = []
+    sids = seed(n, args.operators)
+    with gunicorn("app:app", app_port, env, log_path, args.workers):
+        requests = signed_requests(sids, app_port)
+        phase(f"warm-up {n}", app_port, requests, 100, 3)
+        twilio_rate = n / TWILIO_DOCUMENT_SECONDS
+        rows.append(phase(f"{n} callers at Twilio's rate", app_port, requests, twilio_rate, args.duration))
+        rows.append(
+            phase(f"{n} callers at {args.target:.0f}/s", app_port, requests, args.target, args.duration)
+        )
+        bare_row = ceiling(f"bare Flask (before {n} callers)", *bare, args.duration / 2, 400)
+        rows.append(bare_row)
+        steady_row = ceiling(f"waitUrl, {n} callers", app_port, requests, args.duration / 2, 400)
+        steady = log_path.stat().st_size
+        announce_on_every_fetch()
+        name = f"waitUrl, {n} callers, all announcing"
+        worst_row = ceiling(name, app_port, requests, args.duration / 2, 200)
+    for row in (steady_row, worst_row):
+        row["share_of_bare"] = round(row["rps"] / bare_row["rps"], 3) if bare_row["rps"] else 0.0
+        print(f"{row['phase']}: {row['rps']:.0f}/s, {row['share_of_bare']:.0%} of bare", flush=True)
+        rows.append(row)
+    for label, start, end in (("", 0, steady), (", all announcing", steady, None)):
+        mix = outcome_mix(log_path, start, end)
+        rows.append({"phase": f"{n} callers{label}, server side", "outcomes": mix})
+        print(f"{n} callers{label}, server side: {mix}", flush=True)
+    return rows
 
 
 if __name__ == "__main__":
