@@ -119,10 +119,6 @@ def _respond(
     headers: tuple[tuple[str, str], ...] = (),
 ) -> list[bytes]:
     body = text.encode()
-    headers = [
-        ("Content-Type", f"{content_type}; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        *headers,
-    ]
-    start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", headers)
+    sized = [("Content-Type", f"{content_type}; charset=utf-8"), ("Content-Length", str(len(body)))]
+    start_response(f"{status} {HTTP_STATUS_CODES[status].upper()}", [*sized, *headers])
     return [body]
