@@ -147,6 +147,7 @@ def load_config(env: Mapping[str, str], instance_path: str) -> dict[str, Any]:
         "SMTP_STARTTLS": env_bool(env, "SMTP_STARTTLS", True),
         "MAIL_FROM": env.get("MAIL_FROM", "koe@localhost"),
         "RUN_WORKER_IN_PROCESS": env_bool(env, "RUN_WORKER_IN_PROCESS", not production),
+        "WAIT_WRITE_BEHIND": env_bool(env, "WAIT_WRITE_BEHIND", True),
         "TRUST_PROXY": env_bool(env, "TRUST_PROXY", False),
         "SESSION_COOKIE_SECURE": env_bool(env, "SESSION_COOKIE_SECURE", production),
         "REMEMBER_COOKIE_SECURE": env_bool(env, "SESSION_COOKIE_SECURE", production),

@@ -48,6 +48,8 @@ def base_config(database_url: str, tmp_path: Path, clock: ManualClock) -> dict[s
         "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
         "TWILIO_API_BASE": "http://koe.test/emulator",
         "RUN_WORKER_IN_PROCESS": False,
+        # Inline, so a test reads what a fetch wrote; tests/services/test_wait_writes.py covers behind.
+        "WAIT_WRITE_BEHIND": False,
         "SERVER_NAME": "koe.test",
     }
 

@@ -25,7 +25,7 @@ import importlib.util
 import logging
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ..db import UTCDateTime, hot_rows, hot_write
+from ..db import UTCDateTime, hot_rows, hot_write, hot_write_many
 from ..domain import prompts_text
 from ..domain.announcements import (
     MUSIC_AFTER_SPEECH_SECONDS,
@@ -90,6 +90,7 @@ from ..models import (
 )
 from ..telephony.twiml import Music, Utterance, spoken, twilio_language
 from .schedules import queue_hours_status
+from .wait_writes import WaitWrites
 
 log = logging.getLogger("koe.calls")
 
@@ -109,6 +110,9 @@ QUEUE_FACTS_TTL = timedelta(seconds=30)
 # every 5 s keeps such pauses under the 99th percentile of fetches (bench/waiturl.py), and five
 # seconds is nothing beside a position that deep.
 LINE_TTL = timedelta(seconds=5)
+# How many operators serve a queue, counted for its status announcements: read on every fetch it
+# cost PostgreSQL about as much as the rest of the read; a second old it is still the truth.
+OPERATORS_TTL = timedelta(seconds=1)
 LineKey = tuple[int, datetime, int]  # a place in a queue's line (see _line_key)
 
 
@@ -711,6 +715,7 @@ def return_to_queue(call_sid: str, now: datetime) -> Arrival:
             _record(session, call, "requeued_in_state", now, {"state": call.state}, source="app")
         state = AnnouncementState.from_json(call.announcement_state)
         call.announcement_state = returned_to_queue(state).to_json()
+        call.version = Call.version + 1  # a waitUrl write made from the row before must not undo this
         if call.entered_queue_at is None:
             call.entered_queue_at = now
         _record(session, call, "returned_to_queue", now)
@@ -740,6 +745,7 @@ class QueueFactsCache:
         self.ttl = ttl
         self._facts: dict[int, QueueFacts] = {}
         self._lines: dict[int, tuple[datetime, list[LineKey]]] = {}
+        self._operators: dict[int, tuple[datetime, tuple[int, int]]] = {}
         self._lock = threading.Lock()
 
     def get(self, queue_id: int, now: datetime, load: Callable[[], QueueFacts]) -> QueueFacts:
@@ -770,10 +776,22 @@ class QueueFactsCache:
             return cached[1]
         return None
 
+    def operators(self, queue_id: int, now: datetime, load: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+        """(serving, free) operators of the queue, counted at most OPERATORS_TTL ago."""
+        with self._lock:
+            cached = self._operators.get(queue_id)
+        if cached is not None and timedelta(0) <= now - cached[0] < OPERATORS_TTL:
+            return cached[1]
+        counts = load()
+        with self._lock:
+            self._operators[queue_id] = (now, counts)
+        return counts
+
     def clear(self) -> None:
         with self._lock:
             self._facts.clear()
             self._lines.clear()
+            self._operators.clear()
 
 
 def _load_queue_facts(session: Session, queue: Queue, now: datetime) -> QueueFacts:
@@ -821,33 +839,37 @@ def _in_list(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{value}'" for value in values)  # our own enum values, never input
 
 
-# The waitUrl's read: the call, its queue's switches and how many operators serve the queue, by the
-# unique CallSid. A text statement, so no ORM work per fetch; the same SQL on SQLite and PostgreSQL,
-# sent through the driver itself on PostgreSQL (`hot_rows`), its row read by _WAIT_FIELDS' names.
+# The waitUrl's read: the call and its queue's switches, by the unique CallSid. A text statement,
+# so no ORM work per fetch; the same SQL on SQLite and PostgreSQL, sent through the driver itself
+# on PostgreSQL (`hot_rows`), its row read by _WAIT_FIELDS' names.
 _IN_QUEUE = _in_list(IN_QUEUE_STATES)
-_OPERATORS = (
-    "FROM queue_logins l JOIN operator_statuses s ON s.user_id = l.user_id WHERE l.queue_id = c.queue_id"
-)
 _CALL_COLUMNS = (
     "id", "state", "queue_id", "priority", "arrived_at", "entered_queue_at", "announcement_state",
-    "first_estimate_seconds", "from_number", "outcome_reason",
+    "first_estimate_seconds", "from_number", "outcome_reason", "version",
 )  # fmt: skip
 _QUEUE_COLUMNS = (
     "language", "first_message_enabled", "periodic_message_enabled", "periodic_interval_seconds",
     "announce_position", "announce_expected_wait", "announce_interval_seconds",
     "callback_enabled", "voicemail_enabled", "caller_options_after_seconds",
 )  # fmt: skip
-_WAIT_FIELDS = (*_CALL_COLUMNS, *_QUEUE_COLUMNS, "serving", "free")
+_WAIT_FIELDS = (*_CALL_COLUMNS, *_QUEUE_COLUMNS)
 _WAIT_READ = text(
     f"""
 SELECT {", ".join("c." + name for name in _CALL_COLUMNS)},
-       {", ".join("q." + name for name in _QUEUE_COLUMNS)},
-       (SELECT count(*) {_OPERATORS} AND s.state IN ({_in_list(SERVING_OPERATOR_STATES)})) AS serving,
-       (SELECT count(*) {_OPERATORS} AND s.state = '{OperatorState.AVAILABLE.value}') AS free
+       {", ".join("q." + name for name in _QUEUE_COLUMNS)}
 FROM calls c JOIN queues q ON q.id = c.queue_id
 WHERE c.call_sid = :call_sid
 """
 ).columns(arrived_at=UTCDateTime(), entered_queue_at=UTCDateTime(), announcement_state=JSON())
+# (serving, free): the operators logged in to the queue, and of them those free to answer now.
+_OPERATOR_COUNTS = text(
+    f"""
+SELECT count(*) FILTER (WHERE s.state IN ({_in_list(SERVING_OPERATOR_STATES)})),
+       count(*) FILTER (WHERE s.state = '{OperatorState.AVAILABLE.value}')
+FROM queue_logins l JOIN operator_statuses s ON s.user_id = l.user_id
+WHERE l.queue_id = :queue_id
+"""
+)
 
 # A queue's line in our order (the partial index ix_calls_queue_line, read in order, no sort): the
 # first EXACT_POSITIONS places when a status announcement is due, the whole line for the snapshot.
@@ -860,31 +882,39 @@ _QUEUE_HEAD = text(_QUEUE_LINE + "LIMIT :limit").columns(entered_queue_at=UTCDat
 _WHOLE_LINE = text(_QUEUE_LINE).columns(entered_queue_at=UTCDateTime())
 EXACT_POSITIONS = 50
 SNAPSHOT_TRUSTED_FROM = 2 * EXACT_POSITIONS  # 0-based place in the snapshot
+# Guarded by the version read with the row: a call the dispatcher changed since keeps what it wrote.
 _WAIT_WRITE = text(
     "UPDATE calls SET announcement_state = :state,"
-    " first_estimate_seconds = COALESCE(first_estimate_seconds, :estimate) WHERE id = :id"
+    " first_estimate_seconds = COALESCE(first_estimate_seconds, :estimate)"
+    " WHERE id = :id AND version = :version"
 ).bindparams(bindparam("state", type_=JSON()))
 
 
-def next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None = None) -> WaitAnswer:
+def next_wait(
+    call_sid: str, now: datetime, cache: QueueFactsCache | None = None, behind: WaitWrites | None = None
+) -> WaitAnswer:
     """What a waiting caller hears next, from their own stored state and our queue order.
 
     The busiest request of the app (every waiting caller, every document's end): one read, and a
-    write only when the caller heard something new. The write touches only the announcement columns,
-    so it needs no lock against the dispatcher, which never writes them while the caller waits.
+    write only when the caller heard something new. The write touches only the announcement columns
+    and only the version of the row it read, so it needs no lock against the dispatcher.
+    With `behind` the write is handed to it (`wait_writes`), except the first fetch's: the
+    dispatcher bridges a caller only once they are in their Twilio queue (`joined_at`).
     """
     try:
-        return _next_wait(call_sid, now, cache)
+        return _next_wait(call_sid, now, cache, behind)
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
-        return _next_wait(call_sid, now, cache)  # the pool had a connection the server dropped
+        return _next_wait(call_sid, now, cache, behind)  # the pool had a connection the server dropped
 
 
-def _next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None) -> WaitAnswer:
+def _next_wait(
+    call_sid: str, now: datetime, cache: QueueFactsCache | None, behind: WaitWrites | None
+) -> WaitAnswer:
     with db.hot_connection() as connection:
         rows = hot_rows(connection, _WAIT_READ, {"call_sid": call_sid})
-        row = dict(zip(_WAIT_FIELDS, rows[0], strict=True)) if rows else None
+        row: Mapping[str, Any] | None = dict(zip(_WAIT_FIELDS, rows[0], strict=True)) if rows else None
         if row is None:
             log.warning("waitUrl for an unknown call call_sid=%s", call_sid)
             return WaitAnswer(say=apology(), gone=True)
@@ -894,10 +924,28 @@ def _next_wait(call_sid: str, now: datetime, cache: QueueFactsCache | None) -> W
             return WaitAnswer(say=(), leave=True)
         if is_final(row["state"]):
             return WaitAnswer(say=_bilingual(Phrase.GOODBYE), gone=True)
+        if behind is not None:
+            row = behind.overlay(row)
         answer, write = _plan_wait_answer(connection, row, now, cache)
-        if write is not None:
+        if write is None:
+            return answer
+        if behind is not None and (row["announcement_state"] or {}).get("joined_at"):
+            behind.put(write)
+        else:
             hot_write(connection, _WAIT_WRITE, write, json=("state",))
         return answer
+
+
+def write_heard(batch: Sequence[Mapping[str, Any]]) -> None:
+    """Write what waiting callers heard (`WaitWrites`' batches), retried once on a dropped connection."""
+    for attempt in (1, 2):
+        try:
+            with db.hot_connection() as connection:
+                hot_write_many(connection, _WAIT_WRITE, batch, json=("state",))
+            return
+        except DBAPIError as error:
+            if not error.connection_invalidated or attempt == 2:
+                raise
 
 
 def _queue_facts_for(queue_id: int, now: datetime, cache: QueueFactsCache | None) -> QueueFacts:
@@ -959,9 +1007,19 @@ def _situation(
     cache: QueueFactsCache | None,
 ) -> Situation:
     position = _position(connection, row, entered, now, cache)
-    serving, free = int(row["serving"]), int(row["free"])
+    serving, free = _operator_counts(connection, row["queue_id"], now, cache)
     estimate = queue_length_estimate(position, serving, facts.history, free_operators=free)
     return Situation(position, estimate, serving)
+
+
+def _operator_counts(
+    connection: Connection, queue_id: int, now: datetime, cache: QueueFactsCache | None
+) -> tuple[int, int]:
+    def load() -> tuple[int, int]:
+        [(serving, free)] = hot_rows(connection, _OPERATOR_COUNTS, {"queue_id": queue_id})
+        return int(serving), int(free)
+
+    return cache.operators(queue_id, now, load) if cache is not None else load()
 
 
 def _plan_wait_answer(
@@ -997,7 +1055,8 @@ def _plan_wait_answer(
     write = None
     if plan.changed_state or offer.offer:
         first_estimate = None if row["first_estimate_seconds"] is not None else plan.state.estimate_seconds
-        write = {"id": row["id"], "state": offer.state.to_json(), "estimate": first_estimate}
+        state = offer.state.to_json()
+        write = {"id": row["id"], "version": row["version"], "state": state, "estimate": first_estimate}
     music = _hold_music(facts.prompts.get(PromptKind.HOLD_MUSIC.value))
     music_seconds = plan.music_seconds
     if offer.offer and not plan.changed_state:

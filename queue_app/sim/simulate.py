@@ -409,6 +409,8 @@ def sim_config(database_url: str, clock: ManualClock, folder: Path) -> dict[str,
         "TWILIO_EMULATOR": True,
         "TWILIO_API_BASE": "http://koe.simulation/emulator",
         "RUN_WORKER_IN_PROCESS": False,
+        # One process in virtual time: what a fetch heard is written before the next step reads it.
+        "WAIT_WRITE_BEHIND": False,
         "SERVER_NAME": None,
         "LOG_LEVEL": "ERROR",
     }

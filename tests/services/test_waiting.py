@@ -6,16 +6,22 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, text, update
+from sqlalchemy import event, select, text, update
 
 from queue_app.clock import ManualClock
 from queue_app.domain import prompts_text
 from queue_app.extensions import db
-from queue_app.models import Call
+from queue_app.models import Call, OperatorStatus, Organisation, QueueLogin
 from queue_app.services import calls
-from queue_app.services.calls import EXACT_POSITIONS, LINE_TTL, SNAPSHOT_TRUSTED_FROM, QueueFactsCache
+from queue_app.services.calls import (
+    EXACT_POSITIONS,
+    LINE_TTL,
+    OPERATORS_TTL,
+    SNAPSHOT_TRUSTED_FROM,
+    QueueFactsCache,
+)
 
-from ..factories import make_org, make_queue
+from ..factories import make_org, make_queue, make_user
 
 
 def line_up(app: Flask, clock: ManualClock, size: int, **queue_settings: object) -> list[str]:
@@ -180,3 +186,32 @@ def test_a_caller_whose_priority_rose_since_the_snapshot_is_placed_exactly(
 
     assert heard_position(app, sids[-1], clock, cache) == 1, "the snapshot has them at their old place"
     assert heard_position(app, sids[-2], clock, cache) == SNAPSHOT_TRUSTED_FROM + 29
+
+
+def serving_counted(app: Flask, sid: str, clock: ManualClock, cache: QueueFactsCache) -> int:
+    """The operators serving the queue, as a status announcement due now counts them."""
+    heard_position(app, sid, clock, cache)
+    with app.app_context(), db.reading() as session:
+        state = session.scalars(select(Call.announcement_state).where(Call.call_sid == sid)).one()
+    return int(state["serving_operators"])
+
+
+def test_it_counts_the_queues_operators_at_most_a_second_ago(app: Flask, clock: ManualClock) -> None:
+    [sid] = line_up(app, clock, 1)
+    cache = QueueFactsCache()
+    assert serving_counted(app, sid, clock, cache) == 0
+
+    with app.app_context(), db.transaction() as session:
+        call = session.scalars(select(Call).where(Call.call_sid == sid)).one()
+        org = session.get(Organisation, call.organisation_id)
+        assert org is not None
+        user = make_user(session, org)
+        session.add(OperatorStatus(user_id=user.id, organisation_id=user.organisation_id, state="available"))
+        session.add(QueueLogin(user_id=user.id, queue_id=call.queue_id, logged_in_at=clock.now()))
+
+    # Counted less than OPERATORS_TTL ago: not read again for every fetch.
+    assert serving_counted(app, sid, clock, cache) == 0
+    clock.advance(OPERATORS_TTL.total_seconds())
+    assert serving_counted(app, sid, clock, cache) == 1
+    # A cache of its own (another process) counts at once.
+    assert serving_counted(app, sid, clock, QueueFactsCache()) == 1
