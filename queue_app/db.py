@@ -118,21 +118,6 @@ def hot_rows(
     return _on_driver(connection, statement, params, fetch=True)
 
 
-def hot_row_chunks(
-    connection: Connection, statement: TextClause, params: Mapping[str, Any], size: int
-) -> Iterator[Sequence[Sequence[Any]]]:
-    """`hot_rows` a chunk at a time, for a thread that must not hold the GIL long: psycopg turns
-    fetched rows into Python values without releasing it (about 0.6 ms per 1,000 rows of three
-    columns), so `fetchmany` lets other threads in between chunks. All of it at once elsewhere."""
-    if connection.dialect.name != "postgresql":
-        yield connection.execute(statement, params).all()
-        return
-    _on_driver(connection, statement, params, fetch=False)
-    cursor = connection.connection.info[_HOT_CURSOR]
-    while chunk := cursor.fetchmany(size):
-        yield chunk
-
-
 def hot_write(
     connection: Connection, statement: TextClause, params: Mapping[str, Any], json: tuple[str, ...] = ()
 ) -> None:

@@ -24,7 +24,6 @@ import importlib
 import importlib.util
 import logging
 import threading
-import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ..db import UTCDateTime, hot_row_chunks, hot_rows, hot_write, hot_write_many
+from ..db import UTCDateTime, hot_rows, hot_write, hot_write_many
 from ..domain import prompts_text
 from ..domain.announcements import (
     MUSIC_AFTER_SPEECH_SECONDS,
@@ -114,7 +113,6 @@ LINE_TTL = timedelta(seconds=5)
 # How many operators serve a queue, counted for its status announcements: read on every fetch it
 # cost PostgreSQL about as much as the rest of the read; a second old it is still the truth.
 OPERATORS_TTL = timedelta(seconds=1)
-LINE_CHUNK = 500  # rows of a background line reload turned into keys between two yields of the GIL
 LineKey = tuple[int, datetime, int]  # a place in a queue's line (see _line_key)
 
 
@@ -741,18 +739,10 @@ class QueueFacts:
 
 
 class QueueFactsCache:
-    """Per process, a few seconds old at most, so the waitUrl does not reload them on every fetch.
+    """Per process, a few seconds old at most, so the waitUrl does not reload them on every fetch."""
 
-    With `refresh_lines` a line snapshot past half its life is reloaded on a thread of its own
-    while fetches go on using it: at 10,000 callers a reload takes its process 20–40 ms, and a
-    fetch that waited for it was among the slowest hundredth of all (bench/waiturl.py). Without it
-    (tests, in virtual time) every reload happens on the fetch that finds the snapshot expired.
-    """
-
-    def __init__(self, ttl: timedelta = QUEUE_FACTS_TTL, *, refresh_lines: bool = False) -> None:
+    def __init__(self, ttl: timedelta = QUEUE_FACTS_TTL) -> None:
         self.ttl = ttl
-        self.refresh_lines = refresh_lines
-        self._refreshing: set[int] = set()
         self._facts: dict[int, QueueFacts] = {}
         self._lines: dict[int, tuple[datetime, list[LineKey]]] = {}
         self._operators: dict[int, tuple[datetime, tuple[int, int]]] = {}
@@ -768,56 +758,23 @@ class QueueFactsCache:
             self._facts[queue_id] = facts
         return facts
 
-    def line(
-        self,
-        queue_id: int,
-        now: datetime,
-        load: Callable[[], list[LineKey]],
-        reload: Callable[[], list[LineKey]] | None = None,
-    ) -> list[LineKey]:
-        """The queue's whole line, sorted, reloaded when older than LINE_TTL (`load`, on the
-        caller's connection), or before that in the background (`reload`, its own connection)."""
-        cached = self.fresh_line(queue_id, now, reload)
+    def line(self, queue_id: int, now: datetime, load: Callable[[], list[LineKey]]) -> list[LineKey]:
+        """The queue's whole line, sorted, reloaded when older than LINE_TTL."""
+        cached = self.fresh_line(queue_id, now)
         if cached is not None:
             return cached
         line = load()
-        self._keep_line(queue_id, now, line)
+        with self._lock:
+            self._lines[queue_id] = (now, line)
         return line
 
-    def fresh_line(
-        self, queue_id: int, now: datetime, reload: Callable[[], list[LineKey]] | None = None
-    ) -> list[LineKey] | None:
+    def fresh_line(self, queue_id: int, now: datetime) -> list[LineKey] | None:
         """The snapshot of the queue's line if one younger than LINE_TTL is here, else None."""
         with self._lock:
             cached = self._lines.get(queue_id)
-        if cached is None or not timedelta(0) <= now - cached[0] < LINE_TTL:
-            return None
-        if reload is not None and self.refresh_lines and now - cached[0] >= LINE_TTL / 2:
-            self._refresh_line(queue_id, now, reload)
-        return cached[1]
-
-    def _keep_line(self, queue_id: int, at: datetime, line: list[LineKey]) -> None:
-        with self._lock:
-            kept = self._lines.get(queue_id)
-            if kept is None or kept[0] <= at:
-                self._lines[queue_id] = (at, line)
-
-    def _refresh_line(self, queue_id: int, now: datetime, reload: Callable[[], list[LineKey]]) -> None:
-        with self._lock:
-            if queue_id in self._refreshing:
-                return
-            self._refreshing.add(queue_id)
-
-        def run() -> None:
-            try:
-                self._keep_line(queue_id, now, reload())
-            except Exception:
-                log.exception("line snapshot not refreshed queue_id=%s", queue_id)
-            finally:
-                with self._lock:
-                    self._refreshing.discard(queue_id)
-
-        threading.Thread(target=run, name="koe-line-refresh", daemon=True).start()
+        if cached is not None and timedelta(0) <= now - cached[0] < LINE_TTL:
+            return cached[1]
+        return None
 
     def operators(self, queue_id: int, now: datetime, load: Callable[[], tuple[int, int]]) -> tuple[int, int]:
         """(serving, free) operators of the queue, counted at most OPERATORS_TTL ago."""
@@ -1023,13 +980,7 @@ def _position(
     (they joined or their priority changed since) is placed by the exact read first.
     """
     mine = _line_key(row["priority"], entered, row["id"])
-    queue_id = row["queue_id"]
-
-    def reload() -> list[LineKey]:
-        with db.hot_connection() as own:
-            return _whole_line_yielding(own, queue_id)
-
-    snapshot = cache.fresh_line(queue_id, now, reload) if cache is not None else None
+    snapshot = cache.fresh_line(row["queue_id"], now) if cache is not None else None
     if snapshot is not None:
         at = bisect_left(snapshot, mine)
         if at >= SNAPSHOT_TRUSTED_FROM and at < len(snapshot) and snapshot[at] == mine:
@@ -1040,27 +991,11 @@ def _position(
         return ahead + 1
 
     def load() -> list[LineKey]:
-        return _whole_line(connection, queue_id)
+        rows = hot_rows(connection, _WHOLE_LINE, {"queue_id": row["queue_id"]})
+        return sorted(_line_key(p, e, i) for p, e, i in rows)
 
-    line = cache.line(queue_id, now, load, reload) if cache is not None else load()
+    line = cache.line(row["queue_id"], now, load) if cache is not None else load()
     return max(bisect_left(line, mine), EXACT_POSITIONS) + 1
-
-
-def _whole_line(connection: Connection, queue_id: int) -> list[LineKey]:
-    rows = hot_rows(connection, _WHOLE_LINE, {"queue_id": queue_id})
-    return sorted(_line_key(p, e, i) for p, e, i in rows)
-
-
-def _whole_line_yielding(connection: Connection, queue_id: int) -> list[LineKey]:
-    """`_whole_line` for the background reload, a chunk at a time with the GIL given up between:
-    held for the whole 10,000-row line (~10 ms) it stalled the fetch that started the reload and
-    the next, by 20-40 ms, each time their I/O let the reload in (bench/waiturl.py's server log)."""
-    line: list[LineKey] = []
-    for chunk in hot_row_chunks(connection, _WHOLE_LINE, {"queue_id": queue_id}, LINE_CHUNK):
-        line.extend(_line_key(p, e, i) for p, e, i in chunk)
-        time.sleep(0)  # let a waiting fetch have the GIL
-    line.sort()  # already in this order from the index, so a single pass
-    return line
 
 
 def _situation(

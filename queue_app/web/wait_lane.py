@@ -97,7 +97,7 @@ def queue_facts(app: Flask) -> calls.QueueFactsCache:
     """This process's cache of queue facts, shared by the webhooks that plan a caller's wait."""
     cache = app.extensions.get("koe.queue_facts")
     if cache is None:
-        cache = app.extensions.setdefault("koe.queue_facts", calls.QueueFactsCache(refresh_lines=True))
+        cache = app.extensions.setdefault("koe.queue_facts", calls.QueueFactsCache())
     return cache  # type: ignore[no-any-return]
 
 

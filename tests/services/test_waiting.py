@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -216,20 +215,3 @@ def test_it_counts_the_queues_operators_at_most_a_second_ago(app: Flask, clock: 
     assert serving_counted(app, sid, clock, cache) == 1
     # A cache of its own (another process) counts at once.
     assert serving_counted(app, sid, clock, QueueFactsCache()) == 1
-
-
-def test_a_snapshot_past_half_its_life_is_reloaded_beside_the_fetches(app: Flask, clock: ManualClock) -> None:
-    sids = line_up(app, clock, EXACT_POSITIONS + 20)
-    cache = QueueFactsCache(refresh_lines=True)
-    deep = sids[EXACT_POSITIONS + 9]
-    assert heard_position(app, deep, clock, cache) == EXACT_POSITIONS + 10
-    leave(app, *sids[:5])
-
-    clock.advance(LINE_TTL.total_seconds() / 2)
-    # This fetch uses the snapshot it has and starts a reload on a thread of its own ...
-    assert heard_position(app, deep, clock, cache) == EXACT_POSITIONS + 10
-    for thread in threading.enumerate():
-        if thread.name == "koe-line-refresh":
-            thread.join(10)
-    # ... so the next one hears the line as it is, though no snapshot expired.
-    assert heard_position(app, deep, clock, cache) == EXACT_POSITIONS + 5
