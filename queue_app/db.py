@@ -126,10 +126,7 @@ def hot_write(
     if connection.dialect.name != "postgresql":
         connection.execute(statement, params)
         return
-    from psycopg.types.json import Json
-
-    sent = {key: Json(value) if key in json else value for key, value in params.items()}
-    _on_driver(connection, statement, sent, fetch=False)
+    _on_driver(connection, statement, _as_json(params, json), fetch=False)
 
 
 def hot_write_many(
@@ -143,10 +140,14 @@ def hot_write_many(
     if connection.dialect.name != "postgresql":
         connection.execute(statement, [dict(params) for params in batch])
         return
+    _on_driver(connection, statement, [_as_json(params, json) for params in batch], fetch=False)
+
+
+def _as_json(params: Mapping[str, Any], json: tuple[str, ...]) -> dict[str, Any]:
+    """The parameters for psycopg, those named in `json` wrapped to be sent as JSON."""
     from psycopg.types.json import Json
 
-    sent = [{key: Json(value) if key in json else value for key, value in p.items()} for p in batch]
-    _on_driver(connection, statement, sent, fetch=False)
+    return {key: Json(value) if key in json else value for key, value in params.items()}
 
 
 def _on_driver(

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Connection, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -93,6 +93,7 @@ from .schedules import queue_hours_status
 from .wait_writes import WaitWrites
 
 log = logging.getLogger("koe.calls")
+T = TypeVar("T")
 
 HOLD_MUSIC = Music("/twilio/audio/hold.wav", track_seconds=10.0)
 FINAL_TWILIO_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
@@ -901,12 +902,17 @@ def next_wait(
     With `behind` the write is handed to it (`wait_writes`), except the first fetch's: the
     dispatcher bridges a caller only once they are in their Twilio queue (`joined_at`).
     """
+    return _once_more_if_dropped(lambda: _next_wait(call_sid, now, cache, behind))
+
+
+def _once_more_if_dropped(action: Callable[[], T]) -> T:
+    """`action`, run again once if the pool handed it a connection the server had dropped."""
     try:
-        return _next_wait(call_sid, now, cache, behind)
+        return action()
     except DBAPIError as error:
         if not error.connection_invalidated:
             raise
-        return _next_wait(call_sid, now, cache, behind)  # the pool had a connection the server dropped
+        return action()
 
 
 def _next_wait(
@@ -938,14 +944,12 @@ def _next_wait(
 
 def write_heard(batch: Sequence[Mapping[str, Any]]) -> None:
     """Write what waiting callers heard (`WaitWrites`' batches), retried once on a dropped connection."""
-    for attempt in (1, 2):
-        try:
-            with db.hot_connection() as connection:
-                hot_write_many(connection, _WAIT_WRITE, batch, json=("state",))
-            return
-        except DBAPIError as error:
-            if not error.connection_invalidated or attempt == 2:
-                raise
+
+    def write() -> None:
+        with db.hot_connection() as connection:
+            hot_write_many(connection, _WAIT_WRITE, batch, json=("state",))
+
+    _once_more_if_dropped(write)
 
 
 def _queue_facts_for(queue_id: int, now: datetime, cache: QueueFactsCache | None) -> QueueFacts:

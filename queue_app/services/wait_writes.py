@@ -91,13 +91,12 @@ class WaitWrites:
 
     def _ensure_thread(self) -> None:
         # Started on first use, in the process that serves (a forked worker has no threads).
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
-            return
         with self._lock:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="koe-wait-writes", daemon=True)
-                self._thread.start()
+            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+                return
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="koe-wait-writes", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         """Idle until something is pending, then gather for `every` seconds (or until a batch's
