@@ -22,7 +22,8 @@ What it does, all on this machine:
    periodic message, the position and the expected wait (the worst case; in a real queue about
    half the fetches announce, as the documents last until the next announcement is due).
 Prints a table (and JSON with --json): requests/s, p50/p99 latency and errors per phase, and from the
-app's own log lines the mix of outcomes (announced, music) with their server-side median times.
+app's own log lines the mix of outcomes (announced, music) with their server-side median times
+(music-only fetches log at DEBUG: their number comes from gunicorn's access log, their time is not known).
 The load generator is `bench/loadgen.c`, built with the system gcc at run time (a tenth to half a
 core at 1,000–5,000 requests/s); without gcc, or with `--loadgen python`, the asyncio one in
 `bench/loadgen.py`, which needs about a core at 1,000/s, so it caps the bare endpoint's ceiling.
@@ -260,19 +261,24 @@ def announce_on_every_fetch() -> None:
 
 
 def outcome_mix(log_path: Path, start: int = 0, end: int | None = None) -> dict[str, dict[str, float]]:
-    """From the app's webhook log lines (bytes `start` to `end` of the log): how many fetches
-    announced or played music, and the server-side milliseconds of each (the loadgen's latency adds
-    the machine's queueing)."""
+    """From the app's log (bytes `start` to `end`): how many fetches announced or played music, and
+    the server-side milliseconds of those the app's webhook lines time (the loadgen's latency adds
+    the machine's queueing). Music-only fetches log at DEBUG, so they are counted from gunicorn's
+    access log lines: every waitUrl fetch that no webhook line names."""
     seen: dict[str, list[float]] = {}
     with log_path.open("rb") as log:
         log.seek(start)
         text = log.read(None if end is None else end - start).decode("utf-8", "replace")
     for match in re.finditer(r"outcome=(\w+) status=\d+ ms=([\d.]+)", text):
         seen.setdefault(match[1], []).append(float(match[2]))
-    return {
+    mix: dict[str, dict[str, float]] = {
         outcome: {"count": len(ms), "median_ms": round(sorted(ms)[len(ms) // 2], 2)}
         for outcome, ms in seen.items()
     }
+    unnamed = text.count('"POST /twilio/wait ') - sum(len(ms) for ms in seen.values())
+    if unnamed > 0 and "music" not in mix:
+        mix["music"] = {"count": unnamed}
+    return mix
 
 
 def procfile_web(app: str) -> str:

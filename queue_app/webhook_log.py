@@ -4,7 +4,9 @@
 
 The same fields ride on the record as `record.webhook` (a dict) for JSON log handlers. A view names
 its outcome with `outcome("enqueued")`; the line is written when the response is ready, so 403s from
-the signature check and answers of the error handler are logged too.
+the signature check and answers of the error handler are logged too. A webhook that changed nothing
+and will come again (a waitUrl fetch that only plays music) may log at DEBUG: 1,000 waiting callers
+make 40 such lines a second, and the line cost a fifth of such a fetch's CPU (issue #5, item 11).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ def finish(response: Response) -> Response:
     return response
 
 
-def write(route: str, call_sid: str, outcome_name: str, status: int, started: float) -> None:
+def write(
+    route: str, call_sid: str, outcome_name: str, status: int, started: float, level: int = logging.INFO
+) -> None:
     """The line itself; `started` is the request's `time.perf_counter()` at its start."""
-    if not log.isEnabledFor(logging.INFO):
+    if not log.isEnabledFor(level):
         return
     fields: dict[str, Any] = {
         "route": route,
@@ -48,7 +52,8 @@ def write(route: str, call_sid: str, outcome_name: str, status: int, started: fl
         "status": status,
         "ms": round((time.perf_counter() - started) * 1000, 1),
     }
-    log.info(
+    log.log(
+        level,
         "webhook %s",
         " ".join(f"{key}={value}" for key, value in fields.items()),
         extra={"webhook": fields},

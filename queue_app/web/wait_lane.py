@@ -4,7 +4,8 @@ Every waiting caller fetches the waitUrl again each time its document ends, so i
 busiest request by far (issue #5, item 11; `bench/waiturl.py`). Answered through Flask, the request
 machinery and the app-wide hooks (CSRF, log-in, sessions, Flask-Login's cookie) that a webhook never
 needs cost about as much CPU as the answer itself. Here it keeps what every webhook has: the
-signature check (`signatures.signature_matches`), one log line (`webhook_log.write`), an apology
+signature check (`signatures.signature_matches`), one log line (`webhook_log.write`; at DEBUG for a
+fetch that only plays music, the heartbeat of a waiting caller: gunicorn's access log has it), an apology
 with a 200 instead of an error page, and one call into the service (`calls.next_wait`).
 Any other method on this path gets 405; every other request goes on to Flask unchanged.
 """
@@ -54,7 +55,8 @@ class WaitLane:
         started = time.perf_counter()
         with self.app.app_context():
             status, outcome, call_sid, document = self._answer(environ)
-        webhook_log.write(PATH, call_sid or "-", outcome, status, started)
+        level = logging.DEBUG if outcome == "music" else logging.INFO
+        webhook_log.write(PATH, call_sid or "-", outcome, status, started, level)
         content_type = "application/xml" if status == 200 else "text/plain"
         return _respond(start_response, status, document, content_type)
 

@@ -40,15 +40,26 @@ def test_it_writes_one_log_line_per_fetch_naming_what_the_caller_heard(
     client: FlaskClient, personas: Personas, caplog: pytest.LogCaptureFixture
 ) -> None:
     sid = arrive(client, personas)
-    caplog.set_level(logging.INFO, logger="koe.webhooks")
+    caplog.set_level(logging.DEBUG, logger="koe.webhooks")
     first = signed_post(client, "/twilio/wait", wait_params(sid))
     second = signed_post(client, "/twilio/wait", wait_params(sid))
     assert first.status_code == second.status_code == 200
     assert first.mimetype == "application/xml"
     lines = webhook_lines(caplog)
     assert [line.webhook["outcome"] for line in lines] == ["announced", "music"]  # type: ignore[attr-defined]
+    assert [line.levelno for line in lines] == [logging.INFO, logging.DEBUG]
     assert all(line.webhook["route"] == "/twilio/wait" for line in lines)  # type: ignore[attr-defined]
     assert all(line.webhook["call_sid"] == sid for line in lines)  # type: ignore[attr-defined]
+
+
+def test_at_info_it_leaves_out_the_fetches_that_only_play_music(
+    client: FlaskClient, personas: Personas, caplog: pytest.LogCaptureFixture
+) -> None:
+    sid = arrive(client, personas)
+    caplog.set_level(logging.INFO, logger="koe.webhooks")
+    for _ in range(3):
+        assert signed_post(client, "/twilio/wait", wait_params(sid)).status_code == 200
+    assert [line.webhook["outcome"] for line in webhook_lines(caplog)] == ["announced"]  # type: ignore[attr-defined]
 
 
 def test_it_apologises_and_hangs_up_when_planning_the_wait_fails(
