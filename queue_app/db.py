@@ -115,7 +115,7 @@ def hot_rows(
     Statement-counting event listeners do not see the PostgreSQL path.
     """
     if connection.dialect.name != "postgresql":
-        return connection.execute(statement, params).all()
+        return [tuple(row) for row in connection.execute(statement, params)]
     return _on_driver(connection, statement, params, fetch=True)
 
 

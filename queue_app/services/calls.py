@@ -873,14 +873,24 @@ WHERE l.queue_id = :queue_id
 )
 
 # A queue's line in our order (the partial index ix_calls_queue_line, read in order, no sort): the
-# first EXACT_POSITIONS places when a status announcement is due, the whole line for the snapshot.
+# first EXACT_POSITIONS places when a status announcement is due.
 _QUEUE_LINE = f"""
 SELECT priority, entered_queue_at, id FROM calls
 WHERE queue_id = :queue_id AND state IN ({_IN_QUEUE})
 ORDER BY priority DESC, entered_queue_at, id
 """
 _QUEUE_HEAD = text(_QUEUE_LINE + "LIMIT :limit").columns(entered_queue_at=UTCDateTime())
-_WHOLE_LINE = text(_QUEUE_LINE).columns(entered_queue_at=UTCDateTime())
+# The whole line as `_line_key`s, made by the database: no Python work per row for 10,000 callers.
+# Its order is the key's: NULL entered_queue_at last, as the latest instant (and as the index has it).
+_WHOLE_LINE = text(
+    f"""
+SELECT -c.priority AS key_priority,
+       COALESCE(c.entered_queue_at, '{datetime.max.isoformat(" ")}') AS key_entered, c.id AS key_id
+FROM calls c
+WHERE c.queue_id = :queue_id AND c.state IN ({_IN_QUEUE})
+ORDER BY c.priority DESC, c.entered_queue_at NULLS LAST, c.id
+"""
+).columns(key_entered=UTCDateTime())
 EXACT_POSITIONS = 50
 SNAPSHOT_TRUSTED_FROM = 2 * EXACT_POSITIONS  # 0-based place in the snapshot
 # Guarded by the version read with the row: a call the dispatcher changed since keeps what it wrote.
@@ -995,8 +1005,7 @@ def _position(
         return ahead + 1
 
     def load() -> list[LineKey]:
-        rows = hot_rows(connection, _WHOLE_LINE, {"queue_id": row["queue_id"]})
-        return sorted(_line_key(p, e, i) for p, e, i in rows)
+        return list(hot_rows(connection, _WHOLE_LINE, {"queue_id": row["queue_id"]}))  # type: ignore[arg-type]
 
     line = cache.line(row["queue_id"], now, load) if cache is not None else load()
     return max(bisect_left(line, mine), EXACT_POSITIONS) + 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select, text, update
+from sqlalchemy import Connection, TextClause, event, select, text, update
 
 from queue_app.clock import ManualClock
+from queue_app.db import UTCDateTime, hot_rows
 from queue_app.domain import prompts_text
 from queue_app.extensions import db
 from queue_app.models import Call, OperatorStatus, Organisation, QueueLogin
@@ -215,3 +216,27 @@ def test_it_counts_the_queues_operators_at_most_a_second_ago(app: Flask, clock: 
     assert serving_counted(app, sid, clock, cache) == 1
     # A cache of its own (another process) counts at once.
     assert serving_counted(app, sid, clock, QueueFactsCache()) == 1
+
+
+def test_the_snapshot_the_database_keys_is_the_line_in_our_order(app: Flask, clock: ManualClock) -> None:
+    """`_WHOLE_LINE` returns `_line_key`s, sorted, with no Python work per row: the same list as
+    keying and sorting the line's rows, a raised priority and a caller with no entry time included."""
+    sids = line_up(app, clock, 6)
+    with app.app_context():
+        with db.transaction() as session:
+            session.execute(update(Call).where(Call.call_sid == sids[4]).values(priority=3))
+            session.execute(update(Call).where(Call.call_sid == sids[1]).values(entered_queue_at=None))
+            queue_id = session.scalars(select(Call.queue_id).where(Call.call_sid == sids[0])).one()
+        with db.hot_connection() as connection:
+            snapshot = db_rows(connection, calls._WHOLE_LINE, queue_id)
+            whole = text(calls._QUEUE_LINE).columns(entered_queue_at=UTCDateTime())
+            rows = db_rows(connection, whole, queue_id)
+    expected = sorted(calls._line_key(p, e, i) for p, e, i in rows)
+    assert snapshot == expected
+    assert [type(key) for key in snapshot] == [tuple] * 6
+    assert snapshot[0][0] == -3, "the priority caller first"
+    assert snapshot[-1][1] == datetime.max.replace(tzinfo=UTC), "no entry time: last"
+
+
+def db_rows(connection: Connection, statement: TextClause, queue_id: int) -> list[tuple[object, ...]]:
+    return list(hot_rows(connection, statement, {"queue_id": queue_id}))  # type: ignore[arg-type]
