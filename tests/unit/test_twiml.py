@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from queue_app.telephony import twiml
 from queue_app.telephony.twiml import Music, Utterance
 
@@ -66,3 +69,33 @@ def test_it_plays_music_of_unknown_length_once_and_pauses_without_music() -> Non
 
 def test_it_answers_an_empty_document() -> None:
     assert list(parse(twiml.empty())) == []
+
+
+UTTERANCES = st.one_of(
+    # XML has no place for control characters, whoever writes the document.
+    st.builds(
+        twiml.spoken,
+        st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=80),
+        st.sampled_from(["sv", "en"]),
+    ),
+    st.builds(Utterance, audio_url=st.sampled_from(["/twilio/audio/a.mp3", "https://cdn.example/x?a=1&b=2"])),
+)
+MUSIC = st.one_of(
+    st.none(),
+    st.builds(
+        Music,
+        st.sampled_from(["/twilio/audio/hold.mp3", "https://cdn.example/m&n.wav"]),
+        st.one_of(st.none(), st.floats(min_value=1, max_value=600)),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(UTTERANCES, max_size=4), MUSIC, st.integers(min_value=0, max_value=120))
+def test_a_wait_document_joined_from_remembered_elements_is_the_one_the_library_writes(
+    utterances: list[Utterance], music: Music | None, music_seconds: int
+) -> None:
+    """Texts with markup characters, audio and music URLs with `&`, no music, nothing at all."""
+    joined = twiml.wait(BASE, utterances, music, music_seconds)
+    assert joined == twiml._library_wait_document(BASE, tuple(utterances), music, music_seconds, None)
+    parse(joined)
