@@ -359,6 +359,24 @@ def ceiling(name: str, port: int, requests: list[Request], duration: float, star
     return best
 
 
+BARE_REQUESTS = [Request("/twiml", b"CallSid=CA1", ())]
+
+
+def servers_setup() -> tuple[Path, int, int, dict[str, str]]:
+    """The results folder, a free port each for the app and bare Flask, and the app's environment
+    (the bench database, the public URL its signatures are made for, its log at INFO)."""
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    app_port, bare_port = free_port(), free_port()
+    env = os.environ | {
+        "DATABASE_URL": database_url(),
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{app_port}",
+        "RUN_WORKER_IN_PROCESS": "false",
+        "LOG_LEVEL": "INFO",
+    }
+    return out, app_port, bare_port, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--callers", type=int, nargs="+", default=[1000, 10000])
@@ -379,17 +397,9 @@ def main() -> None:
     LOADGEN["native"] = args.loadgen == "c"
 
     fresh_database()
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    app_port, bare_port = free_port(), free_port()
-    env = os.environ | {
-        "DATABASE_URL": database_url(),
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{app_port}",
-        "RUN_WORKER_IN_PROCESS": "false",
-        "LOG_LEVEL": "INFO",
-    }
+    out, app_port, bare_port, env = servers_setup()
     rows: list[dict[str, Any]] = []
-    bare = [Request("/twiml", b"CallSid=CA1", ())]
+    bare = BARE_REQUESTS
     with gunicorn("bench.bare_app:app", bare_port, os.environ | {}, out / "bare.log", args.workers):
         phase("warm-up bare", bare_port, bare, 100, 2)
         for n in args.callers:

@@ -27,7 +27,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from loadgen import Request  # noqa: E402
-from waiturl import database_url, free_port, fresh_database, gunicorn, load, seed, signed_requests  # noqa: E402
+from waiturl import (  # noqa: E402
+    BARE_REQUESTS,
+    fresh_database,
+    gunicorn,
+    load,
+    seed,
+    servers_setup,
+    signed_requests,
+)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 IDLE = ("idle", "iowait")
@@ -107,16 +115,8 @@ def main() -> None:
 
     fresh_database()
     sids = seed(args.callers, 10)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    app_port, bare_port = free_port(), free_port()
-    env = os.environ | {
-        "DATABASE_URL": database_url(),
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{app_port}",
-        "RUN_WORKER_IN_PROCESS": "false",
-        "LOG_LEVEL": "INFO",
-    }
-    bare = [Request("/twiml", b"CallSid=CA1", ())]
+    out, app_port, bare_port, env = servers_setup()
+    bare = BARE_REQUESTS
     samples: dict[str, list[dict[str, Any]]] = {"bare": [], "waitUrl": []}
     with (
         gunicorn("bench.bare_app:app", bare_port, os.environ | {}, out / "bare.log", None) as bare_server,
