@@ -14,7 +14,8 @@ What it does, all on this machine:
 3. for each N: sends signed waitUrl requests open-loop at the rate Twilio would make them (each
    caller fetches again when its ~25 s document ends, so N/25 a second), then at the 500/s target;
 4. measures each endpoint's ceiling with the same open-loop generator at rising rates (the highest
-   rate served with no errors and p99 under 50 ms; steps of 25%, then of 8% above the last rate held),
+   rate served with no errors and p99 under 50 ms; steps of 25%, then of 8% above the last rate held;
+   a rate not held is tried once more, as one pause of the machine can spoil a phase),
    bare Flask's again for each N just before the waitUrl's, and reports each waitUrl ceiling as a
    share of that one (`share_of_bare`): this machine's speed drifts within minutes.
    Fetched that fast, a caller has mostly heard what was due, so most fetches are music only: the
@@ -345,18 +346,31 @@ def phase(name: str, port: int, requests: list[Request], rate: float, duration: 
 
 def ceiling(name: str, port: int, requests: list[Request], duration: float, start: float) -> dict[str, Any]:
     """The highest open-loop rate served with no errors and p99 under 50 ms: rates rise by 25% until
-    one is not held, then by 8% from the last one held."""
+    one is not held, then by 8% from the last one held. A rate not held is tried once more before
+    the search moves on: in a phase of a few seconds, one pause of this machine (70-100 ms, bare
+    Flask's phases have them too) is enough to miss the p99 bound, and would decide the ceiling."""
     best: dict[str, Any] = {"phase": f"{name} ceiling", "rps": 0.0}
     rate = start
     for step in (1.25, 1.08):
         while rate < 40000:
-            row = phase(f"{name} at {rate:.0f}/s", port, requests, rate, duration)
-            if row["errors"] or row["p99_ms"] >= 50 or row["rps"] < 0.95 * rate:
+            row = held(name, port, requests, rate, duration)
+            if row is None:
                 break
             best = row | {"phase": f"{name} ceiling"}
             rate *= step
         rate = best.get("target_rps", start / step) * 1.08
     return best
+
+
+def held(
+    name: str, port: int, requests: list[Request], rate: float, duration: float
+) -> dict[str, Any] | None:
+    """The phase at `rate` if one of two tries meets the bound, else None."""
+    for attempt in ("", " (again)"):
+        row = phase(f"{name} at {rate:.0f}/s{attempt}", port, requests, rate, duration)
+        if not (row["errors"] or row["p99_ms"] >= 50 or row["rps"] < 0.95 * rate):
+            return row
+    return None
 
 
 BARE_REQUESTS = [Request("/twiml", b"CallSid=CA1", ())]
