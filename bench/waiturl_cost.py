@@ -89,13 +89,18 @@ def backend_ticks() -> tuple[int, int]:
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         ]
+    return process_ticks(pids)
+
+
+def process_ticks(pids: list[int]) -> tuple[int, int]:
+    """(user, kernel) CPU ticks used so far by `pids` (fields 14 and 15 of /proc/PID/stat)."""
     user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        user, system = user + int(fields[11]), system + int(fields[12])  # fields 14 and 15 of stat
+        user, system = user + int(fields[11]), system + int(fields[12])
     return user, system
 
 

@@ -36,6 +36,7 @@ from waiturl import (  # noqa: E402
     servers_setup,
     signed_requests,
 )
+from waiturl_cost import process_ticks  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 IDLE = ("idle", "iowait")
@@ -46,16 +47,6 @@ def _stat_fields(pid: int) -> list[str] | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-
-
-def _ticks(pids: list[int]) -> tuple[int, int]:
-    """(user, kernel) ticks used so far by `pids` (fields 14 and 15 of /proc/PID/stat)."""
-    user = kernel = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            user, kernel = user + int(fields[11]), kernel + int(fields[12])
-    return user, kernel
 
 
 def _processes() -> list[tuple[int, int, bytes]]:
@@ -87,14 +78,14 @@ def measure(master: int, port: int, requests: list[Request], rate: float, durati
         "gunicorn": [master] + [pid for pid, parent, _ in processes if parent == master],
         "postgres": [pid for pid, _, command in processes if command.startswith(b"postgres")],
     }
-    before = {name: _ticks(pids) for name, pids in groups.items()}
+    before = {name: process_ticks(pids) for name, pids in groups.items()}
     machine_before = _machine()
     row = load(port, requests, rate, duration)
     machine_after = _machine()
     per_request = 1e6 / TICKS / max(row["requests"], 1)
     out: dict[str, Any] = {"rps": row["rps"], "p99_ms": row["p99_ms"], "errors": row["errors"]}
     for name, pids in groups.items():
-        user, kernel = _ticks(pids)
+        user, kernel = process_ticks(pids)
         out[f"{name}_user"] = round((user - before[name][0]) * per_request)
         out[f"{name}_kernel"] = round((kernel - before[name][1]) * per_request)
     out["loadgen"] = round(row.get("loadgen_cpu_s", 0.0) * TICKS * per_request)
