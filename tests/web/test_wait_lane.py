@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import threading
+from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
+from queue_app.extensions import db
 from queue_app.services import calls
 
 from ..factories import Personas
@@ -143,3 +147,43 @@ def test_it_answers_only_post(client: FlaskClient) -> None:
 def test_other_paths_go_on_to_flask(client: FlaskClient) -> None:
     assert client.get("/twilio/wait-not").status_code == 404
     assert client.get("/login").status_code == 200
+
+
+def test_it_answers_outside_any_app_context_and_leaves_no_session_behind(
+    app: Flask, client: FlaskClient, personas: Personas
+) -> None:
+    """The lane pushes no app context (its teardown would cost every fetch), so nothing on its
+    path may need one, nor open the request-scoped session that the teardown would have removed.
+    A new thread has no app context, as a gunicorn worker's request has none before Flask's."""
+    sid = arrive(client, personas)
+    params = wait_params(sid)
+    body = "&".join(f"{k}={v}".replace("+", "%2B") for k, v in params.items()).encode()
+    environ = client.environ_base | {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/twilio/wait",
+        "QUERY_STRING": "",
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)),
+        "HTTP_X_TWILIO_SIGNATURE": sign(PUBLIC_BASE_URL + "/twilio/wait", params),
+        "wsgi.url_scheme": "http",
+        "SERVER_NAME": "koe.test",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(body),
+    }
+    seen: dict[str, Any] = {}
+
+    def fetch() -> None:
+        seen["context"] = has_app_context()
+        statuses: list[str] = []
+        seen["body"] = b"".join(app.wsgi_app(environ, lambda status, _headers: statuses.append(status)))
+        seen["status"] = statuses
+        seen["session"] = db.session.registry.has()
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    thread.join()
+    assert seen["context"] is False
+    assert seen["status"] == ["200 OK"]
+    assert b"<Say" in seen["body"] and b"<Play" in seen["body"], "announced, then music"
+    assert b"<Hangup" not in seen["body"], "not the apology"
+    assert seen["session"] is False
