@@ -32,6 +32,10 @@ Write = dict[str, Any]  # the parameters of calls._WAIT_WRITE: id, version, stat
 WriteBatch = Callable[[Sequence[Write]], None]
 
 
+def _call_id(write: Write) -> int:
+    return int(write["id"])
+
+
 class WaitWrites:
     def __init__(self, write_batch: WriteBatch, batch: int = BATCH, every: float = EVERY_SECONDS) -> None:
         self._write_batch = write_batch
@@ -74,9 +78,14 @@ class WaitWrites:
             return len(self._pending)
 
     def flush(self) -> int:
-        """Write everything pending now, in one batch; the number of writes sent."""
+        """Write everything pending now, in one batch; the number of writes sent.
+
+        The batch is one transaction, so it holds each row it updated until it ends. In the order
+        of the calls' ids, two processes' batches lock rows they share in the same order: one
+        waits for the other instead of both deadlocking (PostgreSQL would abort one after
+        `deadlock_timeout` and its writes would be lost)."""
         with self._lock:
-            batch = list(self._pending.values())
+            batch = sorted(self._pending.values(), key=_call_id)
         if not batch:
             return 0
         try:

@@ -63,6 +63,15 @@ def test_one_flush_writes_everything_pending_in_one_batch_the_newest_write_per_c
     assert writes.flush() == 0
 
 
+def test_a_batch_is_written_in_the_order_of_the_calls_ids() -> None:
+    """Two processes' batches then lock the rows they share in one order: no deadlock."""
+    recorder, writes = never_on_its_own()
+    for call_id in (7, 3, 9, 1):
+        writes.put(write(call_id))
+    writes.flush()
+    assert [w["id"] for w in recorder.batches[0]] == [1, 3, 7, 9]
+
+
 def test_the_process_reads_its_own_pending_write_over_the_row() -> None:
     _, writes = never_on_its_own()
     writes.put(write(1, version=3, heard="position", estimate=120))
