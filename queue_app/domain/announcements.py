@@ -78,6 +78,20 @@ def _int(raw: Any) -> int | None:
     return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
 
 
+_KNOWN_KEYS = frozenset(
+    {
+        "first_message_at",
+        "status_at",
+        "periodic_at",
+        "position",
+        "estimate_seconds",
+        "serving_operators",
+        "returned_to_queue",
+        "joined_at",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AnnouncementState:
     """What the caller has heard; stored as JSON on the call (`Call.announcement_state`)."""
@@ -95,17 +109,7 @@ class AnnouncementState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> AnnouncementState:
-        data = dict(data or {})
-        known = {
-            "first_message_at",
-            "status_at",
-            "periodic_at",
-            "position",
-            "estimate_seconds",
-            "serving_operators",
-            "returned_to_queue",
-            "joined_at",
-        }
+        data = data or {}
         return cls(
             first_message_at=_parse(data.get("first_message_at")),
             status_at=_parse(data.get("status_at")),
@@ -116,7 +120,7 @@ class AnnouncementState:
             returned_to_queue=bool(data.get("returned_to_queue", False)),
             joined_at=_parse(data.get("joined_at")),
             # Keys other features keep here (e.g. caller options) survive a round trip.
-            extra={k: v for k, v in data.items() if k not in known},
+            extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -161,15 +165,15 @@ def plan_wait(
     """What the caller hears next. `situation` may be a function: the hot path then counts the
     queue only when a status announcement is due, which most waitUrl fetches are not."""
     said: list[Announcement] = []
-    new = state if state.joined_at else replace(state, joined_at=now)
+    changes: dict[str, Any] = {} if state.joined_at else {"joined_at": now}  # one `replace`, at the end
 
     if state.returned_to_queue:
         said.append(Announcement(Part.RETURNED_TO_QUEUE))
-        new = replace(new, returned_to_queue=False)
+        changes["returned_to_queue"] = False
 
     if settings.first_message and state.first_message_at is None:
         said.append(Announcement(Part.FIRST_QUEUE_MESSAGE))
-        new = replace(new, first_message_at=now)
+        changes["first_message_at"] = now
 
     periodic_due_at = (state.periodic_at or entered_queue_at) + timedelta(
         seconds=settings.periodic_interval_seconds
@@ -178,7 +182,7 @@ def plan_wait(
     early = timedelta(seconds=DUE_EARLY_SECONDS)
     if settings.periodic_message and now + early >= periodic_due_at and not said:
         said.append(Announcement(Part.PERIODIC_MESSAGE))
-        new = replace(new, periodic_at=now)
+        changes["periodic_at"] = now
         periodic_due_at = now + timedelta(seconds=settings.periodic_interval_seconds)
 
     status_due_at = (
@@ -204,8 +208,7 @@ def plan_wait(
                 status.append(Announcement(Part.EXPECTED_WAIT, round(estimate)))
         if status:
             said.extend(status)
-            new = replace(
-                new,
+            changes.update(
                 status_at=now,
                 position=situation.position,
                 estimate_seconds=round(estimate) if estimate is not None else None,
@@ -221,6 +224,7 @@ def plan_wait(
             due.append(periodic_due_at)
         until_next = (min(due) - now).total_seconds()
         music = int(min(LONGEST_MUSIC_SECONDS, max(SHORTEST_MUSIC_SECONDS, until_next)))
+    new = replace(state, **changes) if changes else state
     return WaitPlan(tuple(said), music, new, joined_now=state.joined_at is None)
 
 
