@@ -62,7 +62,7 @@ from loadgen import Request, native_available, run_native, run_open_loop  # noqa
 from queue_app.config import EMULATOR_ACCOUNT_SID, EMULATOR_AUTH_TOKEN  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-DB_NAME = "koe_bench"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "koe_bench")  # another name lets two benches run at once
 TWILIO_DOCUMENT_SECONDS = 25.0  # each waitUrl answer lasts about this long (announcements + music)
 ANNOUNCE_INTERVAL_SECONDS = 60  # the seeded queue's position and periodic message intervals
 LOADGEN = {"native": True}  # bench/loadgen.c; False: the asyncio generator in bench/loadgen.py

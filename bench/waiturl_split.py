@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from loadgen import Request  # noqa: E402
 from waiturl import (  # noqa: E402
     BARE_REQUESTS,
+    announce_on_every_fetch,
     fresh_database,
     gunicorn,
     load,
@@ -101,11 +102,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1200.0, help="requests a second, below both ceilings")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--announcing", action="store_true", help="the queue's intervals at 1 s (waiturl.py's worst case)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     fresh_database()
     sids = seed(args.callers, 10)
+    if args.announcing:
+        announce_on_every_fetch()
     out, app_port, bare_port, env = servers_setup()
     bare = BARE_REQUESTS
     samples: dict[str, list[dict[str, Any]]] = {"bare": [], "waitUrl": []}
