@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,6 @@ EVERY_SECONDS = 0.02  # otherwise it writes what has gathered this often
 
 Write = dict[str, Any]  # the parameters of calls._WAIT_WRITE: id, version, state, estimate
 WriteBatch = Callable[[Sequence[Write]], None]
-
-
-def _call_id(write: Write) -> int:
-    return int(write["id"])
 
 
 class WaitWrites:
@@ -85,7 +82,7 @@ class WaitWrites:
         waits for the other instead of both deadlocking (PostgreSQL would abort one after
         `deadlock_timeout` and its writes would be lost)."""
         with self._lock:
-            batch = sorted(self._pending.values(), key=_call_id)
+            batch = sorted(self._pending.values(), key=itemgetter("id"))
         if not batch:
             return 0
         try:

@@ -8,7 +8,8 @@ signature check (`signatures.signature_matches`), one log line (`webhook_log.wri
 fetch that only plays music, the heartbeat of a waiting caller: gunicorn's access log has it), an apology
 with a 200 instead of an error page, and one call into the service (`calls.next_wait`).
 It pushes no app context either: nothing on its path needs one (the app and its extensions are
-passed in), and its push and teardown cost a fetch ~30 µs in the request.
+passed in), and its push and teardown cost each fetch ~40,000 instructions
+(`bench/waiturl_instructions.py`).
 Any other method on this path gets 405; every other request goes on to Flask unchanged.
 """
 

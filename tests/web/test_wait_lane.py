@@ -6,6 +6,7 @@ import io
 import logging
 import threading
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask, has_app_context
@@ -157,7 +158,7 @@ def test_it_answers_outside_any_app_context_and_leaves_no_session_behind(
     A new thread has no app context, as a gunicorn worker's request has none before Flask's."""
     sid = arrive(client, personas)
     params = wait_params(sid)
-    body = "&".join(f"{k}={v}".replace("+", "%2B") for k, v in params.items()).encode()
+    body = urlencode(params).encode()
     environ = client.environ_base | {
         "REQUEST_METHOD": "POST",
         "PATH_INFO": "/twilio/wait",
