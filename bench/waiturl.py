@@ -41,6 +41,7 @@ import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -406,6 +407,9 @@ def main() -> None:
         default="c" if native_available() else "python",
         help="c: bench/loadgen.c built with gcc (default when gcc exists); python: asyncio, ~1 core",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure each N this many times; reports each share's median"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     LOADGEN["native"] = args.loadgen == "c"
@@ -417,9 +421,30 @@ def main() -> None:
     with gunicorn("bench.bare_app:app", bare_port, os.environ | {}, out / "bare.log", args.workers):
         phase("warm-up bare", bare_port, bare, 100, 2)
         for n in args.callers:
-            rows += measure_callers(n, args, env, app_port, (bare_port, bare), out / f"app-{n}.log")
+            shares: dict[str, list[float]] = {}
+            for _ in range(args.rounds):
+                got = measure_callers(n, args, env, app_port, (bare_port, bare), out / f"app-{n}.log")
+                for row in got:
+                    if "share_of_bare" in row:
+                        shares.setdefault(row["phase"], []).append(row["share_of_bare"])
+                rows += got
+            if args.rounds > 1:
+                rows += median_shares(shares)
     if args.json:
         print(json.dumps(rows, indent=2))
+
+
+def median_shares(shares: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """One row per ceiling measured in several rounds: its shares of bare Flask and their median."""
+    rows = []
+    for phase_name, values in shares.items():
+        middle = round(statistics.median(values), 3)
+        rows.append(
+            {"phase": f"{phase_name}, median of {len(values)}", "shares": values, "share_of_bare": middle}
+        )
+        listed = ", ".join(f"{value:.0%}" for value in values)
+        print(f"{phase_name}: {middle:.0%} of bare, the median of {listed}", flush=True)
+    return rows
 
 
 def measure_callers(

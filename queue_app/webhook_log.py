@@ -45,16 +45,19 @@ def write(
     """The line itself; `started` is the request's `time.perf_counter()` at its start."""
     if not log.isEnabledFor(level):
         return
+    ms = round((time.perf_counter() - started) * 1000, 1)
     fields: dict[str, Any] = {
         "route": route,
         "call_sid": call_sid,
         "outcome": outcome_name,
         "status": status,
-        "ms": round((time.perf_counter() - started) * 1000, 1),
+        "ms": ms,
     }
-    log.log(
-        level,
-        "webhook %s",
-        " ".join(f"{key}={value}" for key, value in fields.items()),
-        extra={"webhook": fields},
+    line = f"route={route} call_sid={call_sid} outcome={outcome_name} status={status} ms={ms}"
+    # makeRecord and handle, not log.log: the fields say where the line comes from, and log.log's
+    # walk up the stack for the caller's file and line was a quarter of the line's instructions
+    # (bench/waiturl_instructions.py: 916,000 -> 891,000 per announcing fetch).
+    record = log.makeRecord(
+        log.name, level, __file__, 0, "webhook %s", (line,), None, "write", {"webhook": fields}
     )
+    log.handle(record)

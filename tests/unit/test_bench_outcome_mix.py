@@ -1,11 +1,12 @@
 """bench/waiturl.py reads the mix of waitUrl outcomes from the app's log: webhook lines name the
-fetches that said something, gunicorn's access log counts the music-only ones (logged at DEBUG)."""
+fetches that said something, gunicorn's access log counts the music-only ones (logged at DEBUG); with
+--rounds it reports the median of each ceiling's shares of bare Flask."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.waiturl import outcome_mix
+from bench.waiturl import median_shares, outcome_mix
 
 ACCESS = '127.0.0.1 - - [04/Dec/2026:11:00:00 +0000] "POST /twilio/wait HTTP/1.1" 200 231 "-" "-"\n'
 
@@ -32,3 +33,14 @@ def test_it_reads_only_the_bytes_asked_for(tmp_path: Path) -> None:
         "music": {"count": 1},
     }
     assert outcome_mix(log, len(first)) == {"music": {"count": 5}}
+
+
+def test_rounds_report_each_ceilings_median_share() -> None:
+    rows = median_shares({"waitUrl, 1000 callers ceiling": [0.61, 0.47, 0.66]})
+    assert rows == [
+        {
+            "phase": "waitUrl, 1000 callers ceiling, median of 3",
+            "shares": [0.61, 0.47, 0.66],
+            "share_of_bare": 0.61,
+        }
+    ]
