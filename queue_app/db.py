@@ -130,20 +130,6 @@ def hot_write(
     _on_driver(connection, statement, _as_json(params, json), fetch=False)
 
 
-def hot_write_many(
-    connection: Connection,
-    statement: TextClause,
-    batch: Sequence[Mapping[str, Any]],
-    json: tuple[str, ...] = (),
-) -> None:
-    """`hot_write` for many parameter sets in one round trip: on PostgreSQL psycopg's executemany
-    pipelines the statements, run as one transaction; elsewhere SQLAlchemy's executemany."""
-    if connection.dialect.name != "postgresql":
-        connection.execute(statement, [dict(params) for params in batch])
-        return
-    _on_driver(connection, statement, [_as_json(params, json) for params in batch], fetch=False)
-
-
 def _as_json(params: Mapping[str, Any], json: tuple[str, ...]) -> dict[str, Any]:
     """The parameters for psycopg, those named in `json` wrapped to be sent as JSON."""
     from psycopg.types.json import Json
@@ -154,21 +140,17 @@ def _as_json(params: Mapping[str, Any], json: tuple[str, ...]) -> dict[str, Any]
 def _on_driver(
     connection: Connection,
     statement: TextClause,
-    params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    params: Mapping[str, Any],
     *,
     fetch: bool,
 ) -> list[tuple[Any, ...]]:
-    """Execute on the pooled psycopg connection (autocommit on the hot engine), binary results;
-    a sequence of parameter sets is sent pipelined (executemany, nothing fetched).
+    """Execute on the pooled psycopg connection (autocommit on the hot engine), binary results.
     A connection the server dropped is invalidated and raised as
     `DBAPIError(connection_invalidated=True)`, as `Connection.execute` would, so callers retry."""
     sql = _driver_sql(statement)
     driver: Any = connection.connection.driver_connection
     try:
         cursor = _hot_cursor(connection, driver)
-        if not isinstance(params, Mapping):
-            cursor.executemany(sql, params)
-            return []
         cursor.execute(sql, params, prepare=True)
         return list(cursor.fetchall()) if fetch else []
     except Exception as error:
@@ -245,7 +227,7 @@ class Database:
 
     @contextmanager
     def hot_connection(self) -> Iterator[Connection]:
-        """A connection for the hot path, one statement (or one pipelined batch) a use.
+        """A connection for the hot path, one statement a use.
 
         PostgreSQL (autocommit, so no transaction to end or reset): kept checked out of the pool
         between uses, on a stack this process's threads share. A pool checkout and check-in cost a

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import logging
 import threading
 from bisect import bisect_left
@@ -36,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from ..db import UTCDateTime, hot_rows, hot_write, hot_write_many
+from ..db import UTCDateTime, hot_rows, hot_write
 from ..domain import prompts_text
 from ..domain.announcements import (
     MUSIC_AFTER_SPEECH_SECONDS,
@@ -900,6 +901,18 @@ _WAIT_WRITE = text(
     " WHERE id = :id AND version = :version"
 ).bindparams(bindparam("state", type_=JSON()))
 
+# `_WAIT_WRITE` for a whole batch on PostgreSQL, its rows in one JSON array, their ids again as an
+# array: with that condition the plan finds the rows by the primary key (without it, a sequential
+# scan of all calls), and the join visits the batch in its order, so the rows are locked in the order
+# of their ids (`WaitWrites.flush`).
+_WAIT_WRITE_BATCH = text(
+    "UPDATE calls SET announcement_state = v.state,"
+    " first_estimate_seconds = COALESCE(calls.first_estimate_seconds, v.estimate)"
+    " FROM json_to_recordset(CAST(:batch AS JSON))"
+    " AS v(id BIGINT, version INTEGER, state JSON, estimate INTEGER)"
+    " WHERE calls.id = ANY(CAST(:ids AS BIGINT[])) AND calls.id = v.id AND calls.version = v.version"
+)
+
 
 def next_wait(
     call_sid: str, now: datetime, cache: QueueFactsCache | None = None, behind: WaitWrites | None = None
@@ -953,11 +966,18 @@ def _next_wait(
 
 
 def write_heard(batch: Sequence[Mapping[str, Any]]) -> None:
-    """Write what waiting callers heard (`WaitWrites`' batches), retried once on a dropped connection."""
+    """Write what waiting callers heard (`WaitWrites`' batches), retried once on a dropped connection.
+
+    On PostgreSQL one statement writes the whole batch, sent as one JSON document: per row, a
+    fraction of what a pipelined UPDATE costs the writer thread and the server."""
 
     def write() -> None:
         with db.hot_connection() as connection:
-            hot_write_many(connection, _WAIT_WRITE, batch, json=("state",))
+            if connection.dialect.name == "postgresql":
+                ids = [heard["id"] for heard in batch]
+                hot_write(connection, _WAIT_WRITE_BATCH, {"batch": json.dumps(batch), "ids": ids})
+            else:
+                connection.execute(_WAIT_WRITE, [dict(heard) for heard in batch])
 
     _once_more_if_dropped(write)
 

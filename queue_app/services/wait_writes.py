@@ -3,8 +3,8 @@
 A waitUrl fetch that announces something records what the caller heard (`Call.announcement_state`).
 Written inline, that is a second round trip to the database on the request, costing about as much
 CPU as the rest of the fetch (`bench/waiturl_cost.py`). Here the request hands the write over and
-answers; one thread per process writes whatever has gathered, in one round trip (the driver
-pipelines the statements). Under load the batches grow by themselves: the writer is busy while
+answers; one thread per process writes whatever has gathered, in one statement (on PostgreSQL,
+`calls.write_heard`). Under load the batches grow by themselves: the writer is busy while
 more requests hand over their writes.
 
 Until a write is done, this process reads it over the row (`overlay`), so its next fetch of that
@@ -77,7 +77,7 @@ class WaitWrites:
     def flush(self) -> int:
         """Write everything pending now, in one batch; the number of writes sent.
 
-        The batch is one transaction, so it holds each row it updated until it ends. In the order
+        The batch is one statement, so it holds each row it updated until it ends. In the order
         of the calls' ids, two processes' batches lock rows they share in the same order: one
         waits for the other instead of both deadlocking (PostgreSQL would abort one after
         `deadlock_timeout` and its writes would be lost)."""

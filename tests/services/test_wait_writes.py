@@ -202,3 +202,25 @@ def test_a_batch_of_many_callers_is_written_in_one_go(app: Flask, clock: ManualC
 
     for i, sid in enumerate(sids):
         assert stored(app, sid) == ({"heard": sid}, 30 * i)
+
+
+def test_a_batch_skips_only_the_calls_that_moved_on_and_keeps_first_estimates(
+    app: Flask, clock: ManualClock
+) -> None:
+    sids = line_up(app, clock, 3)
+    with app.app_context(), db.transaction() as session:
+        ids = {sid: call_id for sid, call_id in session.execute(select(Call.call_sid, Call.id))}
+        session.execute(update(Call).where(Call.call_sid == sids[0]).values(first_estimate_seconds=90))
+        session.execute(
+            update(Call)
+            .where(Call.call_sid == sids[1])
+            .values(announcement_state={"bridging": True}, version=Call.version + 1)
+        )
+    # No estimate in any write of the batch: PostgreSQL gets an array of nulls.
+    batch = [write(ids[sid], heard='å "quoted"', estimate=None) for sid in sids]
+    with app.app_context():
+        calls.write_heard(batch)
+
+    assert stored(app, sids[0]) == ({"heard": 'å "quoted"'}, 90)
+    assert stored(app, sids[1]) == ({"bridging": True}, None)
+    assert stored(app, sids[2]) == ({"heard": 'å "quoted"'}, None)
