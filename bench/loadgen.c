@@ -4,6 +4,11 @@
  * figures (no coordinated omission).
  *
  *   loadgen HOST PORT REQUESTS_FILE RATE DURATION_S [SEED] [TIMEOUT_S]
+ *   loadgen HOST PORT REQUESTS_FILE cN DURATION_S [SEED] [TIMEOUT_S]
+ *
+ * With RATE given as cN (c8: eight at a time) the loop is closed instead: N requests are always in
+ * flight, each answer starts the next, and "rps" is the server's throughput at saturation (latency
+ * then counts from each request's actual start).
  *
  * REQUESTS_FILE holds the raw requests, each as "<length>\n<bytes>"; they are sent in turn,
  * cycling. Prints one JSON object: counts, statuses, latency percentiles (ms) and the generator's
@@ -204,7 +209,8 @@ int main(int argc, char **argv) {
     if (inet_pton(AF_INET, argv[1], &addr.sin_addr) != 1) { fprintf(stderr, "bad host\n"); return 2; }
     size_t n_reqs;
     request_t *reqs = load_requests(argv[3], &n_reqs);
-    double rate = atof(argv[4]), duration = atof(argv[5]);
+    int closed = argv[4][0] == 'c' ? atoi(argv[4] + 1) : 0; /* requests kept in flight, or 0: open */
+    double rate = closed ? 1.0 : atof(argv[4]), duration = atof(argv[5]);
     rng_state = argc > 6 ? strtoull(argv[6], NULL, 10) * 0x9E3779B97F4A7C15ULL + 1 : 1;
     double timeout = argc > 7 ? atof(argv[7]) : 15.0;
 
@@ -238,7 +244,12 @@ int main(int argc, char **argv) {
             on_event(events[k].data.fd, events[k].events, t);
         }
         t = now_s() - t0;
-        while (next_at < duration && next_at <= t) {
+        for (int k = 0; closed && k < closed && t < duration && in_flight < closed; k++) {
+            start(&addr, &reqs[i++ % n_reqs], t); /* a failed connect counts and is retried next turn */
+            sent++;
+        }
+        if (closed) next_at = t < duration ? t : duration; /* no schedule: only the end counts */
+        while (!closed && next_at < duration && next_at <= t) {
             double lag = t - next_at;
             sum_lag += lag;
             if (lag > max_lag) max_lag = lag;
@@ -246,7 +257,7 @@ int main(int argc, char **argv) {
             sent++;
             next_at += -log(1.0 - uniform01()) / rate;
         }
-        if (next_at < duration) arm(tfd, next_at, t0);
+        if (!closed && next_at < duration) arm(tfd, next_at, t0);
         if (t - last_sweep > 0.1) { /* time out the stragglers */
             last_sweep = t;
             for (int fd = 0; fd <= top_fd; fd++) {

@@ -99,13 +99,27 @@ def run_native(
 ) -> dict[str, Any]:
     """The same open-loop schedule from `loadgen.c`; returns its summary (as `Result.summary()`,
     plus the generator's own send lag and CPU seconds)."""
+    return _native(host, port, requests, str(rate_per_s), duration_s, seed, timeout)
+
+
+def saturate_native(
+    host: str, port: int, requests: Sequence[Request], in_flight: int, duration_s: float
+) -> dict[str, Any]:
+    """`loadgen.c` in a closed loop: `in_flight` requests at all times, each answer starting the
+    next, so its "rps" is the server's throughput at saturation."""
+    return _native(host, port, requests, f"c{in_flight}", duration_s, 1, 15.0)
+
+
+def _native(
+    host: str, port: int, requests: Sequence[Request], rate: str, duration_s: float, seed: int, timeout: float
+) -> dict[str, Any]:
     binary = build_native()
     with tempfile.NamedTemporaryFile(suffix=".req") as file:
         for request in requests:
             data = raw(host, port, request)
             file.write(b"%d\n" % len(data) + data)
         file.flush()
-        args = [host, str(port), file.name, str(rate_per_s), str(duration_s), str(seed), str(timeout)]
+        args = [host, str(port), file.name, rate, str(duration_s), str(seed), str(timeout)]
         out = subprocess.run([str(binary), *args], check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out))
 

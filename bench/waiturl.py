@@ -21,7 +21,12 @@ What it does, all on this machine:
    Fetched that fast, a caller has mostly heard what was due, so most fetches are music only: the
    waitUrl's ceiling is measured again with the queue's intervals at 1 s, where every fetch says the
    periodic message, the position and the expected wait (the worst case; in a real queue about
-   half the fetches announce, as the documents last until the next announcement is due).
+   half the fetches announce, as the documents last until the next announcement is due);
+5. after each waitUrl ceiling, measures both endpoints' throughput at saturation (a closed loop,
+   8 requests always in flight: `loadgen.c cN`), bare Flask and the waitUrl taking turns three
+   times, and reports the waitUrl's median as a share of bare's. A ceiling is decided by the p99 of
+   one short phase, so one pause of the machine moves it by a step; this is the steadier ratio.
+   `--rounds` repeats everything per N and reports each share's median.
 Prints a table (and JSON with --json): requests/s, p50/p99 latency and errors per phase, and from the
 app's own log lines the mix of outcomes (announced, music) with their server-side median times
 (music-only fetches log at DEBUG: their number comes from gunicorn's access log, their time is not known).
@@ -58,7 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from loadgen import Request, native_available, run_native, run_open_loop  # noqa: E402
+from loadgen import Request, native_available, run_native, run_open_loop, saturate_native  # noqa: E402
 
 from queue_app.config import EMULATOR_ACCOUNT_SID, EMULATOR_AUTH_TOKEN  # noqa: E402
 
@@ -375,6 +380,42 @@ def held(
 
 
 BARE_REQUESTS = [Request("/twiml", b"CallSid=CA1", ())]
+SATURATING = 8  # requests in flight for the throughput at saturation: the 2 workers always have work
+TURNS = 3  # bare Flask and the waitUrl take turns this many times
+
+
+def throughput(
+    name: str, bare: tuple[int, list[Request]], app: tuple[int, list[Request]], duration: float
+) -> dict[str, Any] | None:
+    """Each endpoint's throughput at saturation (a closed loop, SATURATING requests in flight),
+    bare Flask and the waitUrl in turns, TURNS times, so a drift of the machine's speed touches
+    both: the medians and the waitUrl's as a share of bare's. Not bound by p99 as the ceilings
+    are, it is the steadier ratio. None without `bench/loadgen.c`."""
+    if not LOADGEN["native"]:
+        return None
+    turns: dict[str, list[float]] = {"bare": [], "waitUrl": []}
+    errors = 0
+    for _ in range(TURNS):
+        for label, (port, requests) in (("bare", bare), ("waitUrl", app)):
+            got = saturate_native("127.0.0.1", port, requests, SATURATING, duration)
+            turns[label].append(got["rps"])
+            errors += got["errors"]
+    bare_rps, app_rps = statistics.median(turns["bare"]), statistics.median(turns["waitUrl"])
+    share = round(app_rps / bare_rps, 3) if bare_rps else 0.0
+    print(
+        f"{name} at saturation: {app_rps:.0f}/s, bare Flask {bare_rps:.0f}/s, {share:.0%} of bare"
+        f" (turns: waitUrl {', '.join(f'{x:.0f}' for x in turns['waitUrl'])};"
+        f" bare {', '.join(f'{x:.0f}' for x in turns['bare'])}; errors {errors})",
+        flush=True,
+    )
+    return {
+        "phase": f"{name} at saturation",
+        "rps": app_rps,
+        "bare_rps": bare_rps,
+        "share_of_bare": share,
+        "turns": turns,
+        "errors": errors,
+    }
 
 
 def servers_setup() -> tuple[Path, int, int, dict[str, str]]:
@@ -471,14 +512,17 @@ def measure_callers(
         bare_row = ceiling(f"bare Flask (before {n} callers)", *bare, args.duration / 2, 400)
         rows.append(bare_row)
         steady_row = ceiling(f"waitUrl, {n} callers", app_port, requests, args.duration / 2, 400)
+        saturated = [throughput(f"waitUrl, {n} callers", bare, (app_port, requests), args.duration / 3)]
         steady = log_path.stat().st_size
         announce_on_every_fetch()
         name = f"waitUrl, {n} callers, all announcing"
         worst_row = ceiling(name, app_port, requests, args.duration / 2, 200)
+        saturated.append(throughput(name, bare, (app_port, requests), args.duration / 3))
     for row in (steady_row, worst_row):
         row["share_of_bare"] = round(row["rps"] / bare_row["rps"], 3) if bare_row["rps"] else 0.0
         print(f"{row['phase']}: {row['rps']:.0f}/s, {row['share_of_bare']:.0%} of bare", flush=True)
         rows.append(row)
+    rows += [row for row in saturated if row is not None]
     for label, start, end in (("", 0, steady), (", all announcing", steady, None)):
         mix = outcome_mix(log_path, start, end)
         rows.append({"phase": f"{n} callers{label}, server side", "outcomes": mix})
